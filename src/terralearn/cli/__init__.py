@@ -1,0 +1,1 @@
+"""The `terralearn` command line: one small module per command; each parses, calls a stage, prints."""

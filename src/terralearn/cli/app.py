@@ -1,0 +1,37 @@
+"""The `terralearn` application: registers one command per module."""
+
+from __future__ import annotations
+
+import typer
+
+from terralearn import __version__
+from terralearn.cli.check import check
+from terralearn.cli.export import export
+from terralearn.cli.sample import sample
+
+app = typer.Typer(
+    name="terralearn",
+    help="Deep learning on geospatial rasters: check inputs, export chips, train, classify, evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"terralearn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Deep learning on geospatial rasters: check inputs, export chips, train, classify, evaluate."""
+
+
+app.command("sample", help="Write the built-in sample scene (6-band image, label polygons, truth map).")(sample)
+app.command("check", help="Pre-flight checks of rasters and labels; exits non-zero on any error.")(check)
+app.command("export", help="Export training chips with a spatially honest train/validation split.")(export)

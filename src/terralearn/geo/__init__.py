@@ -1,0 +1,1 @@
+"""Pure geometry maths: grids, tiling, splits, statistics. No file access, no torch."""

@@ -1,0 +1,1 @@
+"""All file access: rasters, vectors, chip sets. No other module opens a file."""
