@@ -242,10 +242,18 @@ def check_overlap(inputs: Inputs) -> list[Finding]:
     g = inputs.grid
     out = []
     if inputs.vector is not None:
-        gdf = inputs.vector[inputs.vector.geometry.notna() & ~inputs.vector.geometry.is_empty]
+        gdf = inputs.vector[~inputs.vector.geometry.isna() & ~inputs.vector.geometry.is_empty]
         if len(gdf) == 0:
             return [Finding("labels_overlap", "error", f"The labels '{inputs.config.labels}' hold no geometry.",
                             "Give a layer with label polygons.")]  # fmt: skip
+        if gdf.crs is not None and gdf.crs.is_geographic:
+            x0, y0, x1, y1 = gdf.total_bounds
+            if x0 < -180.5 or x1 > 360.5 or y0 < -90.5 or y1 > 90.5:
+                return [Finding("labels_crs", "error", f"The labels '{inputs.config.labels}' declare the geographic "
+                                f"CRS {gdf.crs.to_string()} (degrees), but their coordinates span x {x0:.6g} to "
+                                f"{x1:.6g}, y {y0:.6g} to {y1:.6g}, which are not degrees.",
+                                "The CRS declaration is wrong (GeoJSON is always EPSG:4326): save the labels as a "
+                                "GeoPackage with their true CRS.")]  # fmt: skip
         if gdf.crs is not None and g.crs is not None and gdf.crs != g.crs:
             gdf = gdf.to_crs(g.crs)
         inside = gdf.intersects(shapely.box(*g.bounds)).to_numpy()
@@ -262,10 +270,10 @@ def check_overlap(inputs: Inputs) -> list[Finding]:
                                {"outside": n}))  # fmt: skip
     elif inputs.label_raster is not None:
         lr = inputs.label_raster
-        if lr.grid.crs is not None and g.crs is not None:
-            if bounds_intersection(footprint_in(lr, g.crs), g.bounds) is None:
-                out.append(Finding("labels_overlap", "error", f"The label raster '{lr.path}' does not overlap the "
-                                   "image raster.", "Use labels that cover the same area as the image."))  # fmt: skip
+        crs_known = lr.grid.crs is not None and g.crs is not None
+        if crs_known and bounds_intersection(footprint_in(lr, g.crs), g.bounds) is None:
+            out.append(Finding("labels_overlap", "error", f"The label raster '{lr.path}' does not overlap the "
+                               "image raster.", "Use labels that cover the same area as the image."))  # fmt: skip
         if lr.count != 1:
             out.append(Finding("labels_bands", "error", f"The label raster '{lr.path}' has {lr.count} bands; a "
                                "classified raster has one.", "Extract the class band: gdal_translate -b N IN OUT."))  # fmt: skip

@@ -74,9 +74,7 @@ def normalise_values(values: Iterable) -> list[int | str]:
     """Turn raw class values into ints (integral numbers) or strings; refuse fractional numbers."""
     out: list[int | str] = []
     for v in values:
-        if isinstance(v, (bool, np.bool_)):
-            out.append(int(v))
-        elif isinstance(v, (int, np.integer)):
+        if isinstance(v, (bool, np.bool_, int, np.integer)):
             out.append(int(v))
         elif isinstance(v, (float, np.floating)):
             if not float(v).is_integer():

@@ -158,10 +158,10 @@ def check_config_from(export: ExportConfig) -> CheckConfig:
 
 
 __all__ = [
-    "UNLABELLED",
     "SCHEMA_VERSION",
+    "UNLABELLED",
     "CheckConfig",
-    "ExportConfig",
     "ConfigError",
+    "ExportConfig",
     "check_config_from",
 ]

@@ -24,6 +24,7 @@ from terralearn.classes import hex_to_rgba
 from terralearn.config import UNLABELLED, ExportConfig, check_config_from
 from terralearn.errors import ChecksFailedError
 from terralearn.geo.bandstats import BandStats
+from terralearn.geo.grid import pixel_window_boxes
 from terralearn.geo.split import SPLIT_NAMES
 from terralearn.geo.tiling import TileGrid, window_sums
 from terralearn.io.atomic import atomic_dir, ensure_can_write_dir
@@ -128,10 +129,7 @@ def _export_block(config, stack, labels, grid, block, rs, cs, mask, writer, stat
         keep &= (per_split[0] + per_split[1]) > 0
     if mask is not None and keep.any():
         i, j = np.nonzero(keep)
-        x0, y0 = grid.transform * (cs[j], rs[i])
-        x1, y1 = grid.transform * (cs[j] + tx, rs[i] + ty)
-        inside = shapely.contains(mask, shapely.box(np.minimum(x0, x1), np.minimum(y0, y1),
-                                                    np.maximum(x0, x1), np.maximum(y0, y1)))  # fmt: skip
+        inside = shapely.contains(mask, pixel_window_boxes(grid.transform, rs[i], cs[j], ty, tx))
         keep[i[~inside], j[~inside]] = False
     if not keep.any():
         return
@@ -152,7 +150,7 @@ def _export_block(config, stack, labels, grid, block, rs, cs, mask, writer, stat
                 if features_only and not (lab != UNLABELLED).any():
                     continue
             image = data[(slice(None), *sl)]
-            x0, y0 = grid.transform * (int(cs[j]), int(rs[i]))
+            x0, y0 = grid.transform @ (int(cs[j]), int(rs[i]))
             chip_id = len(records)
             paths = writer.write_chip(chip_id, image, lab, x0, y0)
             if s == 0:
@@ -200,17 +198,27 @@ def _manifest(config, inputs, labels, census, stack, stats, records, findings) -
         "terralearn_version": __version__,
         "inputs": {
             "rasters": [
-                {"path": str(info.path.resolve()), "sha256": file_checksum(info.path), "bands": list(info.band_names),
-                 "crs": info.grid.crs.to_string() if info.grid.crs else None, "pixel_size": list(info.grid.res),
-                 "resampling": method}
+                {
+                    "path": str(info.path.resolve()),
+                    "sha256": file_checksum(info.path),
+                    "bands": list(info.band_names),
+                    "crs": info.grid.crs.to_string() if info.grid.crs else None,
+                    "pixel_size": list(info.grid.res),
+                    "resampling": method,
+                }
                 for info, method in zip(inputs.rasters, stack.resampling, strict=True)
             ],
-            "labels": {"path": str(Path(config.labels).resolve()), "sha256": file_checksum(config.labels),
-                       "kind": labels.kind, "class_field": config.class_field,
-                       "class_name_field": config.class_name_field},
-            "mask": None if config.mask is None else {"path": str(Path(config.mask).resolve()),
-                                                      "sha256": file_checksum(config.mask)},
-        },  # fmt: skip
+            "labels": {
+                "path": str(Path(config.labels).resolve()),
+                "sha256": file_checksum(config.labels),
+                "kind": labels.kind,
+                "class_field": config.class_field,
+                "class_name_field": config.class_name_field,
+            },
+            "mask": None
+            if config.mask is None
+            else {"path": str(Path(config.mask).resolve()), "sha256": file_checksum(config.mask)},
+        },
         "grid": {
             "crs": crs.to_wkt() if crs else None,
             "crs_name": crs.to_string() if crs else None,
@@ -230,10 +238,16 @@ def _manifest(config, inputs, labels, census, stack, stats, records, findings) -
         "unlabelled_value": UNLABELLED,
         "background_class": config.background_class,
         "classes": [
-            {**c.as_dict(), "pixels": {"train": int(counts[c.index, 0]), "val": int(counts[c.index, 1]),
-                                       "total": int(counts[c.index].sum())}}
+            {
+                **c.as_dict(),
+                "pixels": {
+                    "train": int(counts[c.index, 0]),
+                    "val": int(counts[c.index, 1]),
+                    "total": int(counts[c.index].sum()),
+                },
+            }
             for c in labels.classes
-        ],  # fmt: skip
+        ],
         "split": {
             "method": labels.split_method,
             "val_fraction": config.val_fraction,
@@ -266,16 +280,9 @@ def _unit_counts(labels) -> dict:
 
 
 def _write_tiles(path: Path, records: list[dict], grid, n_classes: int) -> None:
-    if records:
-        rows = np.array([r["row"] for r in records])
-        cols = np.array([r["col"] for r in records])
-        w = np.array([r["width"] for r in records])
-        h = np.array([r["height"] for r in records])
-        x0, y0 = grid.transform * (cols, rows)
-        x1, y1 = grid.transform * (cols + w, rows + h)
-        geoms = shapely.box(np.minimum(x0, x1), np.minimum(y0, y1), np.maximum(x0, x1), np.maximum(y0, y1))
-    else:
-        geoms = []
+    rows = np.array([r["row"] for r in records], dtype=np.int64)
+    cols = np.array([r["col"] for r in records], dtype=np.int64)
+    geoms = pixel_window_boxes(grid.transform, rows, cols, records[0]["height"], records[0]["width"]) if records else []
     table = {k: [r[k] for r in records] for k in ("chip_id", "image", "label", "split", "row", "col", "width",
                                                   "height", "labelled_pixels", "nodata_fraction")}  # fmt: skip
     for c in range(n_classes):

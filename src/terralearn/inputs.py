@@ -8,6 +8,7 @@ validation, -1 none) and the id of the polygon or block it comes from.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd

@@ -166,7 +166,7 @@ def draw_training_polygons(cover: np.ndarray, valid: np.ndarray, rng: np.random.
             tries += 1
             k = int(rng.integers(len(rows)))
             cy, cx = rows[k] + 0.5, cols[k] + 0.5
-            r = rng.uniform(5, 13 if code != 21 else 8)
+            r = rng.uniform(6, 15 if code != 21 else 10)
             n = int(rng.integers(5, 9))
             ang = np.sort(rng.uniform(0, 2 * np.pi, n))
             rad = r * rng.uniform(0.6, 1.3, n)

@@ -41,7 +41,8 @@ def handle_errors(fn):
             from terralearn.cli.check import print_findings
 
             print_findings(exc.findings, err_console)
-            err_console.print(f"[bold red]Error:[/] {exc.message}")
+            err_console.print(f"[bold red]Error:[/] {exc.message}", highlight=False)
+            err_console.print(f"[bold]Fix:[/] {exc.fix}", highlight=False)
             err_console.print("Nothing was written. Run `terralearn check` with the same inputs to see every finding.")
             raise typer.Exit(exc.exit_code) from None
         except TerraLearnError as exc:
@@ -54,7 +55,7 @@ def handle_errors(fn):
         except KeyboardInterrupt:
             err_console.print("Interrupted; nothing was written.")
             raise typer.Exit(130) from None
-        except Exception as exc:  # noqa: BLE001 - the last resort for users, with --debug for developers
+        except Exception as exc:
             if debug:
                 raise
             err_console.print(

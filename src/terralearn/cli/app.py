@@ -6,6 +6,7 @@ import typer
 
 from terralearn import __version__
 from terralearn.cli.check import check
+from terralearn.cli.demo import demo
 from terralearn.cli.export import export
 from terralearn.cli.sample import sample
 
@@ -32,6 +33,7 @@ def main(
     """Deep learning on geospatial rasters: check inputs, export chips, train, classify, evaluate."""
 
 
+app.command("demo", help="Run the workflow on the built-in sample scene (the README's first command).")(demo)
 app.command("sample", help="Write the built-in sample scene (6-band image, label polygons, truth map).")(sample)
 app.command("check", help="Pre-flight checks of rasters and labels; exits non-zero on any error.")(check)
 app.command("export", help="Export training chips with a spatially honest train/validation split.")(export)

@@ -37,7 +37,9 @@ def export(
         float, typer.Option("--min-polygon-overlap", help=_help["min_polygon_overlap_ratio"])
     ] = 0.0,
     max_nodata: Annotated[float, typer.Option("--max-nodata", help=_help["max_nodata_fraction"])] = 0.5,
-    metadata_format: Annotated[ChipFormat, typer.Option("--format", help=_help["metadata_format"])] = "classified_tiles",
+    metadata_format: Annotated[
+        ChipFormat, typer.Option("--format", help=_help["metadata_format"])
+    ] = "classified_tiles",
     split: Annotated[SplitMethod, typer.Option("--split", help=_help["split"])] = "auto",
     val_fraction: Annotated[float, typer.Option("--val-fraction", help=_help["val_fraction"])] = 0.2,
     block_size: Annotated[int | None, typer.Option("--block-size", help=_help["block_size"])] = None,

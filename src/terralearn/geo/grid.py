@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+import shapely
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window, from_bounds
@@ -40,7 +42,7 @@ class Grid:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) of the grid's footprint."""
-        corners = [self.transform * (c, r) for c in (0, self.width) for r in (0, self.height)]
+        corners = [self.transform @ (c, r) for c in (0, self.width) for r in (0, self.height)]
         xs = [p[0] for p in corners]
         ys = [p[1] for p in corners]
         return (min(xs), min(ys), max(xs), max(ys))
@@ -54,7 +56,7 @@ class Grid:
         return bool(self.crs is not None and self.crs.is_geographic)
 
     def window_transform(self, window: Window) -> Affine:
-        return self.transform * Affine.translation(window.col_off, window.row_off)
+        return self.transform @ Affine.translation(window.col_off, window.row_off)
 
     def window_bounds(self, window: Window) -> tuple[float, float, float, float]:
         return Grid(self.crs, self.window_transform(window), int(window.width), int(window.height)).bounds
@@ -92,3 +94,12 @@ def window_of_bounds(grid: Grid, bounds) -> Window | None:
 
 def bounds_area(bounds) -> float:
     return max(0.0, bounds[2] - bounds[0]) * max(0.0, bounds[3] - bounds[1])
+
+
+def pixel_window_boxes(transform: Affine, rows, cols, height: int, width: int) -> np.ndarray:
+    """Footprints (shapely boxes) of the ``height`` x ``width`` pixel windows starting at (rows, cols)."""
+    rows = np.asarray(rows)
+    cols = np.asarray(cols)
+    x0, y0 = transform @ (cols, rows)
+    x1, y1 = transform @ (cols + width, rows + height)
+    return shapely.box(np.minimum(x0, x1), np.minimum(y0, y1), np.maximum(x0, x1), np.maximum(y0, y1))

@@ -58,7 +58,7 @@ def split_blocks(n_block_rows: int, n_block_cols: int, val_fraction: float, seed
     n = n_block_rows * n_block_cols
     out = np.zeros(n, dtype=np.uint8)
     if val_fraction > 0 and n >= 2:
-        k = min(n - 1, max(1, int(round(val_fraction * n))))
+        k = min(n - 1, max(1, round(val_fraction * n)))
         out[np.random.default_rng(seed).choice(n, size=k, replace=False)] = VAL
     return out.reshape(n_block_rows, n_block_cols)
 
@@ -74,6 +74,6 @@ def split_random(n: int, val_fraction: float, seed: int) -> np.ndarray:
     """Assign ``n`` chips at random (seeded); leaky, kept for comparison with honest splits."""
     out = np.zeros(n, dtype=np.uint8)
     if val_fraction > 0 and n >= 2:
-        k = min(n - 1, max(1, int(round(val_fraction * n))))
+        k = min(n - 1, max(1, round(val_fraction * n)))
         out[np.random.default_rng(seed).choice(n, size=k, replace=False)] = VAL
     return out

@@ -93,7 +93,7 @@ def suggest_tile_size(median_polygon_px: float, raster_min_side: int) -> int:
     while giving the network context. Never larger than the raster.
     """
     target = max(32.0, min(512.0, 4.0 * max(median_polygon_px, 1.0)))
-    size = 2 ** int(round(np.log2(target)))
+    size = 2 ** round(np.log2(target))
     size = int(min(max(size, 32), 512))
     while size > raster_min_side and size > 1:
         size //= 2

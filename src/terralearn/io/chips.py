@@ -90,7 +90,9 @@ class GeoTiffChipWriter:
         compression = "zlib" if self.compress and data.shape[-1] * data.shape[-2] >= 4096 else None
         kwargs = dict(extratags=tags, compression=compression, metadata=None)
         if single and self._colormap is not None:
-            tifffile.imwrite(path, data.reshape(data.shape[-2:]), photometric="palette", colormap=self._colormap, **kwargs)
+            tifffile.imwrite(
+                path, data.reshape(data.shape[-2:]), photometric="palette", colormap=self._colormap, **kwargs
+            )
         elif single:
             tifffile.imwrite(path, data.reshape(data.shape[-2:]), photometric="minisblack", **kwargs)
         else:

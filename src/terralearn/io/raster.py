@@ -115,9 +115,9 @@ def stack_nodata(dtype: np.dtype, declared: float | None):
     if np.issubdtype(dtype, np.floating):
         return float("nan")
     info = np.iinfo(dtype)
-    if declared is not None and np.isfinite(declared) and float(declared).is_integer():
-        if info.min <= declared <= info.max:
-            return int(declared)
+    usable = declared is not None and np.isfinite(declared) and float(declared).is_integer()
+    if usable and info.min <= declared <= info.max:
+        return int(declared)
     return int(info.min) if info.min < 0 else int(info.max)
 
 
@@ -170,8 +170,7 @@ class RasterStack:
             )
         if bounds_intersection(footprint_in(info, self.grid.crs), self.grid.bounds) is None:
             raise RasterError(
-                f"'{info.path}' does not overlap '{self.infos[0].path}' (the first raster, whose grid the stack "
-                "uses).",
+                f"'{info.path}' does not overlap '{self.infos[0].path}' (the first raster, whose grid the stack uses).",
                 "Stack rasters that cover the same area, or put the raster that defines the area first.",
             )
         kwargs = dict(
@@ -228,7 +227,9 @@ class LabelRaster:
         dtype = np.dtype(self.info.dtypes[0])
         if np.issubdtype(dtype, np.floating):
             pass  # checked per value: non-integral class values are refused by the checks
-        self.unlabelled = unlabelled if unlabelled is not None else (self.info.nodata if self.info.nodata is not None else 0)
+        self.unlabelled = (
+            unlabelled if unlabelled is not None else (self.info.nodata if self.info.nodata is not None else 0)
+        )
         self._stack = contextlib.ExitStack()
         src = self._stack.enter_context(open_raster(path))
         if self.info.grid.same_as(grid):
@@ -301,13 +302,12 @@ def write_raster(
     )
     if profile["tiled"]:
         profile.update(blockxsize=256, blockysize=256)
-    with atomic_file(Path(path)) as tmp:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(data)
-            for i, name in enumerate(band_names or [], start=1):
-                dst.set_band_description(i, name)
-            if colormap:
-                dst.write_colormap(1, colormap)
+    with atomic_file(Path(path)) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(data)
+        for i, name in enumerate(band_names or [], start=1):
+            dst.set_band_description(i, name)
+        if colormap:
+            dst.write_colormap(1, colormap)
 
 
 def read_raster(path: Path, window: Window | None = None) -> tuple[np.ndarray, RasterInfo]:

@@ -1,0 +1,44 @@
+"""`terralearn demo`: the whole workflow on the built-in sample scene."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from terralearn.cli._common import Debug, Workspace, console, handle_errors, progress_bar
+from terralearn.cli.check import print_findings
+from terralearn.demo import run_demo
+from terralearn.runs import Registry
+
+
+@handle_errors
+def demo(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the demo outputs (default WORKSPACE/demo).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the sample scene and the split.")] = 42,
+    workspace: Workspace = None,
+    debug: Debug = False,
+) -> None:
+    """Run the workflow on the built-in sample: sample scene, checks, chip export."""
+    registry = Registry(workspace)
+    folder = out or registry.root / "demo"
+    bar, update = progress_bar("Exporting chips")
+    with bar:
+        result = run_demo(folder, seed=seed, progress=update)
+    registry.record_chipset(result.export)
+    print_findings(result.findings)
+    ex = result.export
+    m = ex.manifest
+    console.print(
+        f"\n[bold]Sample scene[/]  {result.scene.raster}\n"
+        f"[bold]Labels[/]        {result.scene.labels}\n"
+        f"[bold]Chips[/]         {ex.out}  ({ex.chips} chips: {ex.train_chips} train, {ex.val_chips} validation, "
+        f"{m['band_count']} bands, {len(m['classes'])} classes, split by {m['split']['method']})\n"
+        f"[bold]Manifest[/]      {ex.out / 'manifest.json'}\n"
+        f"[bold]Chip index[/]    {ex.out / 'tiles.gpkg'} (open in QGIS to see every chip's footprint and split)\n"
+        f"[bold]Registry[/]      {registry.path}",
+        highlight=False,
+    )
