@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 
 import geopandas as gpd
 import pytest
@@ -16,9 +15,7 @@ runner = CliRunner()
 
 
 def invoke(*args, workspace=None):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # pyogrio: writing a layer without CRS, on purpose
-        result = runner.invoke(app, [str(a) for a in args], env={"TERRALEARN_WORKSPACE": str(workspace or ".")})
+    result = runner.invoke(app, [str(a) for a in args], env={"TERRALEARN_WORKSPACE": str(workspace or ".")})
     return result, " ".join(result.output.split())
 
 
@@ -141,6 +138,7 @@ def test_labels_not_overlapping(scene, tmp_path):
     assert not (tmp_path / "chips").exists()
 
 
+@pytest.mark.filterwarnings("ignore:'crs' was not provided")
 def test_labels_without_crs_are_assumed_in_the_raster_crs(scene, tmp_path):
     _raster, _, grid = scene
     nocrs = tmp_path / "nocrs.gpkg"
@@ -153,6 +151,7 @@ def test_labels_without_crs_are_assumed_in_the_raster_crs(scene, tmp_path):
     assert "assumed to be in the raster's CRS" in text
 
 
+@pytest.mark.filterwarnings("ignore:'crs' was not provided")
 def test_projected_coordinates_in_geojson_are_caught(scene, tmp_path):
     _raster, _, grid = scene
     wrong = tmp_path / "utm_numbers.geojson"  # GeoJSON readers assume EPSG:4326
@@ -172,3 +171,23 @@ def test_bad_choice_is_refused_by_the_parser(scene, tmp_path):
 def test_val_fraction_out_of_range(scene, tmp_path):
     result, text = invoke(*base(scene, tmp_path, "--val-fraction", 1.5))
     assert_clean_error(result, text, "val_fraction = 1.5", "below 1")
+
+
+def test_debug_shows_the_traceback(scene, tmp_path):
+    args = base(scene, tmp_path, "--debug")
+    args[2] = tmp_path / "nowhere.tif"
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code != 0
+    assert type(result.exception).__name__ == "InputFileError"
+    assert isinstance(result.exception, OSError)
+
+
+def test_demo_runs_the_workflow_on_the_sample(tmp_path):
+    result, text = invoke("demo", "--workspace", tmp_path)
+    assert result.exit_code == 0, text
+    assert (tmp_path / "demo" / "chips" / "manifest.json").exists()
+    assert "split by polygons" in text and "terralearn.db" in text
+    from terralearn.runs import Registry
+
+    rows = Registry(tmp_path).chipsets()
+    assert len(rows) == 1 and rows[0]["chips"] > 100 and rows[0]["classes"] == 6

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,9 +83,11 @@ def export(config: ExportConfig, progress: Progress | None = None) -> ExportResu
             stats = BandStats(stack.count)
             try:
                 done = 0
-                for block, rs, cs in tiles.blocks():
-                    _export_block(config, stack, labels, grid, block, rs, cs, mask, writer, stats, records, n_classes)
-                    done += len(rs) * len(cs)
+                features_only = config.output_tiles == "features_only"
+                for item, arrays in _read_ahead(stack, labels, tiles.blocks(), features_only):
+                    if arrays is not None:
+                        _export_block(config, labels, grid, item, arrays, mask, writer, stats, records, n_classes)
+                    done += len(item[1]) * len(item[2])
                     if progress:
                         progress(done, len(tiles))
             finally:
@@ -111,20 +114,44 @@ def _mask_geometry(inputs):
     return geom
 
 
-def _export_block(config, stack, labels, grid, block, rs, cs, mask, writer, stats, records, n_classes) -> None:
+def _read_ahead(stack, labels, blocks, features_only: bool):
+    """Yield ``((block, rs, cs), arrays)``; the next block is read in a background thread meanwhile.
+
+    ``arrays`` is None for a block with no label when only chips with labels are written
+    (the image is then not read at all).
+    """
+
+    def read(item):
+        block = item[0]
+        cls, split, ids = labels.read(block)
+        if features_only and not (cls != UNLABELLED).any():
+            return item, None
+        data, valid = stack.read(block)
+        return item, (cls, split, ids, data, valid)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="block-reader") as pool:
+        pending = None
+        for item in blocks:
+            future = pool.submit(read, item)
+            if pending is not None:
+                yield pending.result()
+            pending = future
+        if pending is not None:
+            yield pending.result()
+
+
+def _export_block(config, labels, grid, item, arrays, mask, writer, stats, records, n_classes) -> None:
+    block, rs, cs = item
+    cls, split, ids, data, valid = arrays
     tx, ty = config.tile_size_x, config.tile_size_y
     features_only = config.output_tiles == "features_only"
-    cls, split, ids = labels.read(block)
-    labelled = cls != UNLABELLED
-    if features_only and not labelled.any():
-        return
-    data, valid = stack.read(block)
     ro = (rs - int(block.row_off)).astype(np.int64)
     co = (cs - int(block.col_off)).astype(np.int64)
-    area = tx * ty
-    keep = window_sums(~valid, ro, co, ty, tx) <= config.max_nodata_fraction * area
-    lab_valid = labelled & valid
-    per_split = [window_sums(lab_valid & (split == s), ro, co, ty, tx) for s in (0, 1)]
+    nodata = window_sums(~valid, ro, co, ty, tx)
+    keep = nodata <= config.max_nodata_fraction * tx * ty
+    # the label of each split: the other split's pixels and nodata pixels are unlabelled
+    by_split = [np.where((split == s) & valid, cls, UNLABELLED).astype(np.uint8) for s in (0, 1)]
+    per_split = [window_sums(lab != UNLABELLED, ro, co, ty, tx) for lab in by_split]
     if features_only:
         keep &= (per_split[0] + per_split[1]) > 0
     if mask is not None and keep.any():
@@ -143,23 +170,21 @@ def _export_block(config, stack, labels, grid, block, rs, cs, mask, writer, stat
         if not splits:
             splits = [_default_split(labels, int(rs[i]) + ty // 2, int(cs[j]) + tx // 2)]
         for s in splits:
-            lab = cls[sl].copy()
-            lab[(split[sl] != s) | ~valid[sl]] = UNLABELLED
+            lab = by_split[s][sl]
             if ratio > 0 and polygon_pixels is not None:
-                lab = _drop_small_overlaps(lab, ids[sl], polygon_pixels, ratio)
+                lab = _drop_small_overlaps(lab.copy(), ids[sl], polygon_pixels, ratio)
                 if features_only and not (lab != UNLABELLED).any():
                     continue
-            image = data[(slice(None), *sl)]
             x0, y0 = grid.transform @ (int(cs[j]), int(rs[i]))
             chip_id = len(records)
-            paths = writer.write_chip(chip_id, image, lab, x0, y0)
+            paths = writer.write_chip(chip_id, data[:, sl[0], sl[1]], lab, x0, y0)
             if s == 0:
                 covered[sl] = True
             counts = np.bincount(lab.ravel(), minlength=256)
             records.append({
                 "chip_id": chip_id, **paths, "split": SPLIT_NAMES[s], "row": int(rs[i]), "col": int(cs[j]),
                 "width": tx, "height": ty, "labelled_pixels": int(counts[:UNLABELLED].sum()),
-                "nodata_fraction": float(1 - valid[sl].mean()), "counts": counts[:n_classes],
+                "nodata_fraction": float(nodata[i, j]) / (tx * ty), "counts": counts[:n_classes],
             })  # fmt: skip
     stats.update(data, valid & covered)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
@@ -75,8 +75,7 @@ def grid_of(src) -> Grid:
 def describe_raster(path: Path) -> RasterInfo:
     with open_raster(path) as src:
         has_mask = any(
-            rasterio.enums.MaskFlags.per_dataset in flags and rasterio.enums.MaskFlags.nodata not in flags
-            for flags in src.mask_flag_enums
+            MaskFlags.per_dataset in flags and MaskFlags.nodata not in flags for flags in src.mask_flag_enums
         )
         return RasterInfo(
             path=Path(path),
@@ -150,6 +149,9 @@ class RasterStack:
                     method = "nearest" if info.grid.same_as(self.grid) else auto_resampling(info, self.grid)
                 self.resampling.append(method)
                 self._sources.append(self._open_on_grid(info, method))
+            self._masked = [
+                _needs_masked_read(src, info.count) for src, info in zip(self._sources, self.infos, strict=True)
+            ]
         except BaseException:
             self._stack.close()
             raise
@@ -200,18 +202,31 @@ class RasterStack:
         data = np.empty((self.count, h, w), dtype=self.dtype)
         valid = np.ones((h, w), dtype=bool)
         b = 0
-        for info, src in zip(self.infos, self._sources, strict=True):
-            arr = src.read(indexes=list(range(1, info.count + 1)), window=window, masked=True)
-            mask = np.ma.getmaskarray(arr).any(axis=0)
-            raw = arr.data
+        for info, src, masked in zip(self.infos, self._sources, self._masked, strict=True):
+            indexes = list(range(1, info.count + 1))
+            if src.count > info.count:  # a WarpedVRT with an alpha band marking the raster's own footprint
+                valid &= src.read(src.count, window=window) > 0
+            if masked:
+                arr = src.read(indexes=indexes, window=window, masked=True)
+                valid &= ~np.ma.getmaskarray(arr).any(axis=0)
+                raw = arr.data
+            else:  # the only mask is a nodata value: comparing is several times faster than a masked read
+                raw = src.read(indexes=indexes, window=window)
+                if src.nodata is not None and not np.isnan(src.nodata):
+                    valid &= ~(raw == src.nodata).any(axis=0)
             if np.issubdtype(raw.dtype, np.floating):
-                mask |= np.isnan(raw).any(axis=0)
-            valid &= ~mask
+                valid &= ~np.isnan(raw).any(axis=0)
             data[b : b + info.count] = raw
             b += info.count
         if not valid.all():
             data[:, ~valid] = self.nodata
         return data, valid
+
+
+def _needs_masked_read(src, count: int) -> bool:
+    """True when a dataset's bands have a real mask (mask band, alpha), not just a nodata value or none."""
+    allowed = ({MaskFlags.all_valid}, {MaskFlags.nodata})
+    return any(set(flags) not in allowed for flags in src.mask_flag_enums[:count])
 
 
 class LabelRaster:
