@@ -165,3 +165,78 @@ __all__ = [
     "ExportConfig",
     "check_config_from",
 ]
+
+
+Architecture = Literal[
+    "unet", "unetplusplus", "deeplabv3", "deeplabv3plus", "pspnet", "fpn", "linknet", "manet", "pan", "upernet",
+    "segformer", "tiny", "random_forest",
+]  # fmt: skip
+Loss = Literal["ce", "focal", "dice", "focal_dice"]
+Monitor = Literal["val_loss", "accuracy", "dice", "mean_iou"]
+Weights = Literal["auto", "imagenet", "none"]
+Device = Literal["auto", "cpu", "cuda"]
+AUGMENTATIONS = ("flip", "rot90", "jitter", "noise")
+
+
+class TrainConfig(StageConfig):
+    """Stage 2: a ChipSet -> a model package, recorded as a run."""
+
+    chips: Path = Field(..., description="Chip set folder written by `terralearn export`.")
+    out: Path = Field(..., description="Model package folder to write (a .zip of it is written next to it).")
+    model: Architecture = Field(
+        "unet",
+        description="Architecture: unet, unetplusplus, deeplabv3, deeplabv3plus, pspnet, fpn, linknet, manet, pan, "
+        "upernet, segformer; tiny (two-layer CNN, for quick looks); random_forest (per-pixel baseline).",
+    )
+    backbone: str = Field(
+        "resnet18",
+        description="Encoder: resnet18/34/50/101, mobilenet_v2, mobilenet_v3, efficientnet-b0..b4, mit_b0..b2 "
+        "(SegFormer), or any timm encoder as timm:NAME.",
+    )
+    weights: Weights = Field(
+        "auto",
+        description="Pretrained encoder weights: 'imagenet' (fail if unavailable), 'none' (random), 'auto' "
+        "(imagenet if available offline, else random, said once).",
+    )
+    epochs: int = Field(40, gt=0, description="Maximum number of epochs (typical 20-100).")
+    batch_size: int = Field(
+        16, gt=0, description="Chips per training step (typical 8-64; lower it if memory runs out)."
+    )
+    learning_rate: float | None = Field(
+        None, gt=0, description="Peak learning rate; by default chosen by a short learning-rate range test."
+    )
+    patience: int = Field(
+        10, ge=0, description="Stop when the monitored metric has not improved for this many epochs (0 = never)."
+    )
+    monitor: Monitor = Field(
+        "mean_iou", description="Metric that picks the best epoch and drives early stopping (val_loss or a score)."
+    )
+    freeze_backbone: bool = Field(False, description="Train only the decoder; keep the (pretrained) encoder fixed.")
+    augment: list[str] = Field(
+        default_factory=lambda: ["flip", "rot90", "jitter"],
+        description="Augmentations: any of flip, rot90, jitter (mild per-band gain/offset), noise; empty for none.",
+    )
+    chip_size: int | None = Field(
+        None, gt=0, description="Resize chips to this size before training (default: as exported)."
+    )
+    loss: Loss = Field("ce", description="Loss: ce (cross-entropy), focal, dice, or focal_dice.")
+    focal_gamma: float = Field(2.0, ge=0, description="Focusing parameter of the focal loss (typical 1-3).")
+    class_balancing: bool = Field(False, description="Weight the loss by inverse class frequency.")
+    oversample: bool = Field(False, description="Draw chips that contain rare classes more often.")
+    mixup: float = Field(0.0, ge=0, description="Mixup strength alpha (0 = off; typical 0.2-0.4).")
+    ignore_classes: list[str] = Field(
+        default_factory=list, description="Class values or names left out of the loss and the metrics."
+    )
+    baseline: bool = Field(True, description="Also train the per-pixel random-forest baseline on the same chips.")
+    trees: int = Field(100, gt=0, description="Random forest: number of trees.")
+    device: Device = Field("auto", description="cuda when available (mixed precision), else cpu.")
+    seed: int = Field(0, description="Seed of initialisation, sampling and augmentation.")
+    overwrite: bool = Field(False, description="Replace the output package if it exists.")
+    name: str | None = Field(None, description="A name for the run in the run table.")
+
+    @model_validator(mode="after")
+    def _known_augmentations(self):
+        unknown = [a for a in self.augment if a not in AUGMENTATIONS]
+        if unknown:
+            raise ValueError(f"unknown augmentation(s) {unknown}; choose from {list(AUGMENTATIONS)}")
+        return self

@@ -79,3 +79,11 @@ def format_validation_error(stage: str, exc: Exception) -> ConfigError:
     message = f"Invalid {stage} settings: " + "; ".join(lines or [str(exc)])
     fix = "; ".join(dict.fromkeys(fixes)) or "see `terralearn " + stage + " --help` for valid values"
     return ConfigError(message, fix[0].upper() + fix[1:] + ".")
+
+
+class PackageError(TerraLearnError, ValueError):
+    """A model package is incomplete, tampered with, or of an unknown version."""
+
+
+class RunError(TerraLearnError, LookupError):
+    """A run number that the registry does not know, or a run that cannot be resumed."""

@@ -26,7 +26,46 @@ CREATE TABLE IF NOT EXISTS chipsets (
     seconds REAL NOT NULL,
     manifest TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    name TEXT,
+    status TEXT NOT NULL,
+    pid INTEGER,
+    chip_set TEXT,
+    chip_set_fingerprint TEXT,
+    bands INTEGER,
+    pixel_size REAL,
+    chip_size INTEGER,
+    architecture TEXT,
+    backbone TEXT,
+    weights TEXT,
+    loss TEXT,
+    epochs_set INTEGER,
+    epochs_run INTEGER,
+    best_epoch INTEGER,
+    training_seconds REAL,
+    model_size_mb REAL,
+    accuracy REAL,
+    dice REAL,
+    mean_iou REAL,
+    per_class_iou TEXT,
+    baseline_accuracy REAL,
+    baseline_mean_iou REAL,
+    device TEXT,
+    package TEXT,
+    run_dir TEXT,
+    config TEXT
+);
 """
+
+#: Columns shown by `terralearn runs`, in order.
+RUN_COLUMNS = [
+    "id", "created", "name", "status", "architecture", "backbone", "bands", "pixel_size", "chip_size", "epochs_set",
+    "epochs_run", "best_epoch", "training_seconds", "model_size_mb", "accuracy", "dice", "mean_iou",
+    "baseline_accuracy", "device", "chip_set_fingerprint", "per_class_iou", "package",
+]  # fmt: skip
 
 
 def resolve_workspace(workspace: Path | str | None) -> Path:
@@ -73,6 +112,61 @@ class Registry:
             )
             return int(cur.lastrowid)
 
+    def start_run(self, **fields) -> int:
+        now = _now()
+        fields = {"created": now, "updated": now, "status": "running", "pid": os.getpid(), **fields}
+        with closing(self._connect()) as con, con:
+            cols = ", ".join(fields)
+            marks = ", ".join("?" for _ in fields)
+            cur = con.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", [_sql(v) for v in fields.values()])
+            return int(cur.lastrowid)
+
+    def update_run(self, run_id: int, **fields) -> None:
+        fields = {"updated": _now(), **fields}
+        with closing(self._connect()) as con, con:
+            assignments = ", ".join(f"{k} = ?" for k in fields)
+            con.execute(f"UPDATE runs SET {assignments} WHERE id = ?", [*[_sql(v) for v in fields.values()], run_id])
+
+    def run(self, run_id: int) -> dict:
+        with closing(self._connect()) as con:
+            row = con.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            from terralearn.errors import RunError
+
+            raise RunError(f"There is no run {run_id} in the workspace '{self.root}'.",
+                           "List the runs with `terralearn runs` (and check --workspace).")  # fmt: skip
+        return _live_status(dict(row))
+
+    def runs(self, sort: str = "id", descending: bool = False) -> list[dict]:
+        with closing(self._connect()) as con:
+            rows = [_live_status(dict(r)) for r in con.execute("SELECT * FROM runs")]
+        key = sort if rows and sort in rows[0] else "id"
+        return sorted(rows, key=lambda r: (r[key] is None, r[key] if r[key] is not None else 0), reverse=descending)
+
     def chipsets(self) -> list[dict]:
         with closing(self._connect()) as con:
             return [dict(r) for r in con.execute("SELECT * FROM chipsets ORDER BY id")]
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def _sql(value):
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _live_status(row: dict) -> dict:
+    """A run still marked running whose process is gone was killed: show it as interrupted."""
+    if row.get("status") == "running" and row.get("pid"):
+        try:
+            os.kill(int(row["pid"]), 0)
+        except ProcessLookupError:
+            row["status"] = "interrupted"
+        except PermissionError:
+            pass
+    return row

@@ -8,7 +8,10 @@ from terralearn import __version__
 from terralearn.cli.check import check
 from terralearn.cli.demo import demo
 from terralearn.cli.export import export
+from terralearn.cli.report import report
+from terralearn.cli.runs import app as runs_app
 from terralearn.cli.sample import sample
+from terralearn.cli.train import train
 
 app = typer.Typer(
     name="terralearn",
@@ -37,3 +40,6 @@ app.command("demo", help="Run the workflow on the built-in sample scene (the REA
 app.command("sample", help="Write the built-in sample scene (6-band image, label polygons, truth map).")(sample)
 app.command("check", help="Pre-flight checks of rasters and labels; exits non-zero on any error.")(check)
 app.command("export", help="Export training chips with a spatially honest train/validation split.")(export)
+app.command("train", help="Train a pixel classifier on a chip set; package the model and record the run.")(train)
+app.add_typer(runs_app, name="runs", help="List every training run (--sort, --json, --csv); `runs compare A B`.")
+app.command("report", help="Write the HTML report of a training run (curves, scores, confusion matrix).")(report)

@@ -10,14 +10,17 @@ open/close.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import struct
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyogrio
 import rasterio
 import tifffile
 from affine import Affine
@@ -236,3 +239,69 @@ def read_chip(path: Path) -> np.ndarray:
     """Read one chip (all bands) as an array."""
     with rasterio.open(path) as src:
         return src.read()
+
+
+@dataclass
+class ChipSet:
+    """A chip set on disk: its manifest, its chip index and a fingerprint of both."""
+
+    root: Path
+    manifest: dict
+    tiles: list[dict]
+    fingerprint: str
+
+    @property
+    def classes(self) -> list[dict]:
+        return self.manifest["classes"]
+
+    @property
+    def band_names(self) -> list[str]:
+        return self.manifest["band_names"]
+
+    def indices(self, split: str) -> list[int]:
+        return [i for i, t in enumerate(self.tiles) if t["split"] == split]
+
+
+def open_chipset(root: Path) -> ChipSet:
+    """Read a chip set's manifest and chip index; missing parts give a ChipSetError."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ChipSetError(f"The chip set folder '{root}' does not exist.", "Run `terralearn export` first.")
+    manifest = read_manifest(root)
+    index = root / TILES
+    if not index.exists():
+        raise ChipSetError(f"'{root}' has no {TILES} chip index.", "Export the chip set again.")
+    table = pyogrio.read_dataframe(index, read_geometry=False)
+    tiles = table.to_dict("records")
+    digest = hashlib.sha256((root / MANIFEST).read_bytes())
+    digest.update(index.read_bytes())
+    return ChipSet(root, manifest, tiles, digest.hexdigest()[:16])
+
+
+def read_chips(chipset: ChipSet, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, bands, H, W) in the chip set's dtype and labels (N, H, W) uint8 of the given chips."""
+    m = chipset.manifest
+    count = m["band_count"]
+    tx, ty = m["chips"]["tile_size"]
+    images = np.empty((len(indices), count, ty, tx), dtype=np.dtype(m["dtype"]))
+    labels = np.empty((len(indices), ty, tx), dtype=np.uint8)
+    for k, i in enumerate(indices):
+        tile = chipset.tiles[i]
+        try:
+            image = tifffile.imread(chipset.root / tile["image"])
+            label = tifffile.imread(chipset.root / tile["label"])
+        except (OSError, ValueError, tifffile.TiffFileError) as exc:
+            raise ChipSetError(
+                f"Chip {tile['image']} of '{chipset.root}' cannot be read ({exc}).",
+                "The chip set is incomplete or damaged: export it again.",
+            ) from None
+        image = image.reshape((-1, *image.shape[-2:]))
+        if image.shape != (count, ty, tx) or label.shape != (ty, tx):
+            raise ChipSetError(
+                f"Chip {tile['image']} has shape {image.shape} / label {label.shape}; the manifest says "
+                f"{(count, ty, tx)}.",
+                "The chip set was modified after export: export it again.",
+            )
+        images[k] = image
+        labels[k] = label
+    return images, labels

@@ -1,0 +1,105 @@
+"""`terralearn train`: train a pixel classifier on a chip set, package it and record the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from terralearn.cli._common import Debug, Workspace, console, err_console, handle_errors
+from terralearn.config import Architecture, Device, Loss, Monitor, TrainConfig, Weights
+
+_help = {name: f.description for name, f in TrainConfig.model_fields.items()}
+
+
+def _print_epoch(row: dict) -> None:
+    def fmt(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    best = " *" if row["best_epoch"] == row["epoch"] else ""
+    err_console.print(
+        f"epoch {row['epoch']:>3}/{row['epochs']}  train loss {fmt(row['train_loss'])}  val loss "
+        f"{fmt(row['val_loss'])}  accuracy {fmt(row['accuracy'])}  dice {fmt(row['dice'])}  mIoU "
+        f"{fmt(row['mean_iou'])}  {row['seconds']:.1f} s{best}",
+        highlight=False,
+    )
+
+
+@handle_errors
+def train(
+    chips: Annotated[Path | None, typer.Option("--chips", help=_help["chips"])] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help=_help["out"])] = None,
+    model: Annotated[Architecture, typer.Option("--model", help=_help["model"])] = "unet",
+    backbone: Annotated[str, typer.Option("--backbone", help=_help["backbone"])] = "resnet18",
+    weights: Annotated[Weights, typer.Option("--weights", help=_help["weights"])] = "auto",
+    epochs: Annotated[int, typer.Option("--epochs", help=_help["epochs"])] = 40,
+    batch_size: Annotated[int, typer.Option("--batch-size", help=_help["batch_size"])] = 16,
+    lr: Annotated[float | None, typer.Option("--lr", help=_help["learning_rate"])] = None,
+    patience: Annotated[int, typer.Option("--patience", help=_help["patience"])] = 10,
+    monitor: Annotated[Monitor, typer.Option("--monitor", help=_help["monitor"])] = "mean_iou",
+    freeze_backbone: Annotated[bool, typer.Option("--freeze-backbone", help=_help["freeze_backbone"])] = False,
+    augment: Annotated[
+        str,
+        typer.Option(
+            "--augment", help="default (flip,rot90,jitter), none, or a comma list of flip,rot90,jitter,noise."
+        ),
+    ] = "default",
+    chip_size: Annotated[int | None, typer.Option("--chip-size", help=_help["chip_size"])] = None,
+    loss: Annotated[Loss, typer.Option("--loss", help=_help["loss"])] = "ce",
+    focal_loss: Annotated[bool, typer.Option("--focal-loss", help="Shorthand for --loss focal.")] = False,
+    focal_gamma: Annotated[float, typer.Option("--focal-gamma", help=_help["focal_gamma"])] = 2.0,
+    class_balancing: Annotated[bool, typer.Option("--class-balancing", help=_help["class_balancing"])] = False,
+    oversample: Annotated[bool, typer.Option("--oversample", help=_help["oversample"])] = False,
+    mixup: Annotated[float, typer.Option("--mixup", help=_help["mixup"])] = 0.0,
+    ignore_class: Annotated[list[str] | None, typer.Option("--ignore-class", help=_help["ignore_classes"])] = None,
+    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="Skip the random-forest baseline.")] = False,
+    trees: Annotated[int, typer.Option("--trees", help=_help["trees"])] = 100,
+    device: Annotated[Device, typer.Option("--device", help=_help["device"])] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help=_help["seed"])] = 0,
+    name: Annotated[str | None, typer.Option("--name", help=_help["name"])] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=_help["overwrite"])] = False,
+    resume_run: Annotated[int | None, typer.Option("--resume", help="Continue the interrupted run RUN.")] = None,
+    workspace: Workspace = None,
+    debug: Debug = False,
+) -> None:
+    """Train a pixel classifier (or the random-forest baseline), package it and record the run."""
+    from terralearn.train import resume
+    from terralearn.train import train as run_train
+
+    if resume_run is not None:
+        result = resume(resume_run, workspace, on_epoch=_print_epoch)
+    else:
+        if chips is None or out is None:
+            err_console.print("[bold red]Error:[/] --chips and --out are required (or --resume RUN).")
+            raise typer.Exit(2)
+        kinds = {"default": ["flip", "rot90", "jitter"], "none": []}.get(augment)
+        config = TrainConfig.build(
+            chips=chips, out=out, model=model, backbone=backbone, weights=weights, epochs=epochs,
+            batch_size=batch_size, learning_rate=lr, patience=patience, monitor=monitor,
+            freeze_backbone=freeze_backbone, augment=kinds if kinds is not None else augment.split(","),
+            chip_size=chip_size, loss="focal" if focal_loss and loss == "ce" else loss, focal_gamma=focal_gamma,
+            class_balancing=class_balancing, oversample=oversample, mixup=mixup, ignore_classes=ignore_class or [],
+            baseline=not no_baseline, trees=trees, device=device, seed=seed, name=name, overwrite=overwrite,
+        )  # fmt: skip
+        result = run_train(config, workspace, on_epoch=_print_epoch)
+    if result.weights_note:
+        err_console.print(f"[yellow]Note:[/] {result.weights_note}")
+    for w in result.warnings:
+        err_console.print(f"[bold yellow]Warning:[/] {w['message']}\n  [bold]Fix:[/] {w['fix']}", highlight=False)
+    if result.package is None:
+        console.print(f"Run {result.run_id} was interrupted before the first epoch ended; nothing was packaged. "
+                      f"Resume with `terralearn train --resume {result.run_id}`.")  # fmt: skip
+        raise typer.Exit(130)
+    m = result.metrics
+    line = (f"Run {result.run_id} {result.status}: validation accuracy {m['accuracy']:.1%}, Dice {m['dice']:.3f}, "
+            f"mIoU {m['mean_iou']:.3f}")  # fmt: skip
+    if result.baseline:
+        line += f" (random forest: accuracy {result.baseline['accuracy']:.1%}, mIoU {result.baseline['mean_iou']:.3f})"
+    console.print(line + f" in {result.seconds:.0f} s.", highlight=False)
+    console.print(f"Model package: {result.package} (and {result.package}.zip)\nRun folder:    {result.run_dir}\n"
+                  f"Report:        terralearn report {result.run_id} --out REPORT_DIR", highlight=False)  # fmt: skip
+    if result.status == "interrupted":
+        console.print(f"Interrupted: the best model so far is packaged. Resume with `terralearn train --resume "
+                      f"{result.run_id}`.")  # fmt: skip
+        raise typer.Exit(130)

@@ -1,0 +1,105 @@
+"""Model packages: ``model.safetensors`` + ``model.json``, as a folder and a single-file zip.
+
+Loading never unpickles and never executes code from the package: weights are read with
+safetensors, the card is JSON, and the weights' SHA-256 recorded in the card must match,
+so a tampered or truncated package is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load as load_numpy_bytes
+from safetensors.numpy import save_file as save_numpy_file
+
+from terralearn.errors import PackageError
+from terralearn.io.atomic import atomic_dir, atomic_file, write_text_atomic
+
+PACKAGE_SCHEMA_VERSION = 1
+WEIGHTS = "model.safetensors"
+CARD = "model.json"
+REQUIRED = ("schema_version", "task", "architecture", "bands", "classes", "normalisation", "weights_sha256")
+
+
+def save_package(out: Path, tensors: dict[str, np.ndarray], card: dict, overwrite: bool = False) -> Path:
+    """Write the package folder ``out`` and ``out.zip`` atomically; return the folder."""
+    out = Path(out)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        save_numpy_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp / WEIGHTS))
+        card = {**card, "schema_version": PACKAGE_SCHEMA_VERSION, "weights_sha256": _sha256(tmp / WEIGHTS)}
+        card["model_size_mb"] = round((tmp / WEIGHTS).stat().st_size / 2**20, 3)
+        write_text_atomic(tmp / CARD, json.dumps(card, indent=2, default=_plain))
+    zip_path = out.with_name(out.name + ".zip")
+    with atomic_file(zip_path) as tmp_zip, zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(out / CARD, CARD)
+        zf.write(out / WEIGHTS, WEIGHTS)
+    return out
+
+
+def _plain(obj):
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def load_package(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """Read a package folder or zip; return (card, tensors). Refuses incomplete or tampered packages."""
+    path = Path(path)
+    if not path.exists():
+        raise PackageError(f"The model package '{path}' does not exist.", "Give the folder or .zip written by train.")
+    try:
+        if path.is_dir():
+            card_bytes = (path / CARD).read_bytes() if (path / CARD).exists() else None
+            weight_bytes = (path / WEIGHTS).read_bytes() if (path / WEIGHTS).exists() else None
+        else:
+            with zipfile.ZipFile(path) as zf:
+                names = set(zf.namelist())
+                card_bytes = zf.read(CARD) if CARD in names else None
+                weight_bytes = zf.read(WEIGHTS) if WEIGHTS in names else None
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise PackageError(f"'{path}' is not a readable model package ({exc}).", "Copy the package again.") from None
+    missing = [n for n, b in ((CARD, card_bytes), (WEIGHTS, weight_bytes)) if b is None]
+    if missing:
+        raise PackageError(
+            f"The model package '{path}' is incomplete: {', '.join(missing)} missing.",
+            "Copy the whole package folder (or its .zip) again.",
+        )
+    try:
+        card = json.loads(card_bytes)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PackageError(f"{CARD} in '{path}' is not valid JSON ({exc}).", "Copy the package again.") from None
+    absent = [k for k in REQUIRED if k not in card]
+    if absent:
+        raise PackageError(f"{CARD} in '{path}' lacks {', '.join(absent)}.", "Train or copy the package again.")
+    if card["schema_version"] != PACKAGE_SCHEMA_VERSION:
+        raise PackageError(
+            f"'{path}' has package schema version {card['schema_version']!r}; this TerraLearn reads "
+            f"{PACKAGE_SCHEMA_VERSION}.",
+            "Train the model again with this version.",
+        )
+    if hashlib.sha256(weight_bytes).hexdigest() != card["weights_sha256"]:
+        raise PackageError(
+            f"The weights in '{path}' do not match the checksum in its {CARD}: the package was modified or "
+            "damaged after training.",
+            "Use the package as written by `terralearn train` (or its .zip), or train again.",
+        )
+    try:
+        tensors = load_numpy_bytes(weight_bytes)
+    except SafetensorError as exc:
+        raise PackageError(f"The weights in '{path}' cannot be read ({exc}).", "Copy the package again.") from None
+    return card, tensors

@@ -1,0 +1,1 @@
+"""Models for land-cover classification: a per-pixel random-forest baseline and its safe storage."""

@@ -1,0 +1,204 @@
+"""Pixel-classification models: plain-dict registries of architectures and backbones.
+
+Architectures come from segmentation-models-pytorch through one ``smp.create_model`` call;
+backbones are smp encoders or any timm encoder through the ``timm:`` prefix (as the
+incumbent accepts ``timm:resnet31``). ``tiny`` is a two-layer CNN for tests and quick looks.
+
+Pretrained weights: machines without internet are normal. The Hugging Face hub is put in
+offline mode before anything imports it (set ``HF_HUB_OFFLINE=0`` yourself to allow
+downloads), so ``weights='auto'`` falls back to random initialisation at once when the
+weights are not in the local cache, and ``weights='imagenet'`` fails with a clear message.
+
+More than 3 bands with pretrained weights: the pretrained first convolution's filters for
+red, green and blue go to the bands named red/green/blue (or r/g/b); every other band gets the
+mean of the three RGB filters; all are scaled by 3 / n_bands so that the first layer's
+activations keep their pretrained magnitude. Without RGB band names, the bands cycle
+through the RGB filters (smp's scheme). This is deliberate and documented, not an accident
+of ``in_channels``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from terralearn.errors import ConfigError
+
+#: TerraLearn name -> segmentation-models-pytorch architecture name.
+ARCHITECTURES = {
+    "unet": "unet",
+    "unetplusplus": "unetplusplus",
+    "deeplabv3": "deeplabv3",
+    "deeplabv3plus": "deeplabv3plus",
+    "pspnet": "pspnet",
+    "fpn": "fpn",
+    "linknet": "linknet",
+    "manet": "manet",
+    "pan": "pan",
+    "upernet": "upernet",
+    "segformer": "segformer",
+    "tiny": "tiny",
+}
+
+#: TerraLearn name -> smp encoder name. Any timm encoder: "timm:NAME" -> "tu-NAME".
+BACKBONES = {
+    "resnet18": "resnet18",
+    "resnet34": "resnet34",
+    "resnet50": "resnet50",
+    "resnet101": "resnet101",
+    "mobilenet_v2": "mobilenet_v2",
+    "mobilenetv2": "mobilenet_v2",
+    "mobilenet_v3": "tu-mobilenetv3_large_100",
+    "mobilenetv3": "tu-mobilenetv3_large_100",
+    "efficientnet-b0": "efficientnet-b0",
+    "efficientnet-b1": "efficientnet-b1",
+    "efficientnet-b2": "efficientnet-b2",
+    "efficientnet-b3": "efficientnet-b3",
+    "efficientnet-b4": "efficientnet-b4",
+    "mit_b0": "mit_b0",
+    "mit_b1": "mit_b1",
+    "mit_b2": "mit_b2",
+}
+
+#: Input sides must be a multiple of this for the encoders' five down-samplings.
+MULTIPLE = 32
+
+RGB_NAMES = {"red": 0, "r": 0, "green": 1, "g": 1, "blue": 2, "b": 2}
+
+
+def encoder_name(backbone: str) -> str:
+    if backbone.startswith("timm:"):
+        name = backbone.removeprefix("timm:")
+        import timm
+
+        if not timm.list_models(name):
+            raise ConfigError(
+                f"Unknown timm encoder '{name}'.",
+                "Use a name from timm.list_models(), e.g. --backbone timm:resnet26d or timm:efficientnet_b0.",
+            )
+        return f"tu-{name}"
+    if backbone not in BACKBONES:
+        raise ConfigError(
+            f"Unknown backbone '{backbone}'.",
+            f"Choose one of {', '.join(sorted(BACKBONES))}, or any timm encoder as timm:NAME.",
+        )
+    return BACKBONES[backbone]
+
+
+class TinyCNN(nn.Module):
+    """Two 3x3 convolutions and a 1x1 classifier: seconds to train, for tests and quick looks."""
+
+    def __init__(self, in_channels: int, classes: int, width: int = 32) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        )
+        self.head = nn.Conv2d(width, classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+class PadToMultiple(nn.Module):
+    """Reflect-pads inputs to a multiple of ``multiple`` pixels and crops the output back."""
+
+    def __init__(self, model: nn.Module, multiple: int) -> None:
+        super().__init__()
+        self.model = model
+        self.multiple = multiple
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ph = (-h) % self.multiple
+        pw = (-w) % self.multiple
+        if ph or pw:
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        out = self.model(x)
+        return out[..., :h, :w]
+
+
+def build_model(
+    architecture: str, backbone: str, in_channels: int, classes: int, pretrained: bool = False, band_names=None
+) -> nn.Module:
+    """A model for ``in_channels`` bands and ``classes`` classes; pretrained encoder weights if asked."""
+    if architecture not in ARCHITECTURES:
+        raise ConfigError(
+            f"Unknown architecture '{architecture}'.",
+            f"Choose one of {', '.join(sorted(ARCHITECTURES))} (or random_forest for the per-pixel baseline).",
+        )
+    if architecture == "tiny":
+        return TinyCNN(in_channels, classes)
+    import segmentation_models_pytorch as smp
+
+    name = encoder_name(backbone)
+    weights = None
+    if pretrained:
+        weights = True if name.startswith("tu-") else "imagenet"
+    model = smp.create_model(
+        ARCHITECTURES[architecture],
+        encoder_name=name,
+        encoder_weights=weights,
+        in_channels=3 if pretrained else in_channels,
+        classes=classes,
+    )
+    if pretrained and in_channels != 3:
+        _adapt_first_conv(model, in_channels, band_names)
+    return PadToMultiple(model, MULTIPLE)
+
+
+def _adapt_first_conv(model: nn.Module, in_channels: int, band_names) -> None:
+    """Replace the encoder's pretrained 3-band first convolution by an ``in_channels`` one (see module doc)."""
+    parent, attr, conv = _first_conv(model.encoder)
+    w = conv.weight.detach()  # (out, 3, kh, kw)
+    new = torch.empty((w.shape[0], in_channels, *w.shape[2:]), dtype=w.dtype)
+    names = [str(n).lower() for n in (band_names or [])]
+    rgb = {i: RGB_NAMES[n] for i, n in enumerate(names) if n in RGB_NAMES}
+    mean = w.mean(dim=1)
+    for i in range(in_channels):
+        if rgb:
+            new[:, i] = w[:, rgb[i]] if i in rgb else mean
+        else:
+            new[:, i] = w[:, i % 3]
+    new *= 3.0 / in_channels
+    replacement = nn.Conv2d(
+        in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=conv.bias is not None,
+        padding_mode=conv.padding_mode,
+    )
+    with torch.no_grad():
+        replacement.weight.copy_(new)
+        if conv.bias is not None:
+            replacement.bias.copy_(conv.bias)
+    setattr(parent, attr, replacement)
+
+
+def _first_conv(module: nn.Module):
+    for parent in module.modules():
+        for attr, child in parent.named_children():
+            if isinstance(child, nn.Conv2d) and child.in_channels == 3:
+                return parent, attr, child
+    raise ConfigError("The encoder has no 3-band first convolution to adapt.", "Use --weights none.")
+
+
+def encoder_parameters(model: nn.Module):
+    """Parameters of the backbone (encoder), for freezing; empty for the tiny CNN."""
+    inner = model.model if isinstance(model, PadToMultiple) else model
+    encoder = getattr(inner, "encoder", None)
+    return list(encoder.parameters()) if encoder is not None else []

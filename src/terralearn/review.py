@@ -1,0 +1,54 @@
+"""Model review: the report of a recorded run, rebuilt from its run folder at any time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from terralearn.errors import RunError
+from terralearn.io.checkpoint import load_samples
+from terralearn.report import write_training_report
+from terralearn.runs import Registry
+
+RGB_BANDS = (("red", "green", "blue"), ("r", "g", "b"), ("b4", "b3", "b2"))
+
+
+def rgb_indices(band_names: list[str]) -> list[int]:
+    """Bands to show as red, green, blue: named ones if present, else the first three (or one band as grey)."""
+    names = [n.lower() for n in band_names]
+    for triple in RGB_BANDS:
+        if all(t in names for t in triple):
+            return [names.index(t) for t in triple]
+    return [0, 1, 2] if len(names) >= 3 else [0, 0, 0]
+
+
+def report_samples(samples: dict, band_names: list[str]) -> list[dict]:
+    if not samples:
+        return []
+    idx = rgb_indices(band_names)
+    out = []
+    for i in range(len(samples["image"])):
+        out.append({
+            "chip": f"chip {int(samples['chip_ids'][i])}",
+            "image_rgb": np.moveaxis(samples["image"][i][idx], 0, -1),
+            "label": samples["label"][i],
+            "prediction": samples["prediction"][i],
+        })  # fmt: skip
+    return out
+
+
+def write_run_report(run_id: int, out_dir: Path | None = None, workspace=None) -> Path:
+    """Write the HTML report (and its PNGs) of run ``run_id``; default into the run folder."""
+    registry = Registry(workspace)
+    run = registry.run(run_id)
+    run_dir = registry.root / "runs" / f"run-{run_id:04d}"
+    summary_path = run_dir / "summary.json"
+    if not summary_path.exists():
+        raise RunError(f"Run {run_id} ({run['status']}) has no results to report yet.",
+                       f"Let it finish, or resume it with `terralearn train --resume {run_id}`.")  # fmt: skip
+    summary = json.loads(summary_path.read_text())
+    summary["status"] = run["status"]
+    samples = report_samples(load_samples(run_dir), summary.get("bands", []))
+    return write_training_report(summary, Path(out_dir) if out_dir else run_dir / "report", samples)
