@@ -97,3 +97,23 @@ def test_landsat_raster_labels(shared_data, tmp_path):
     assert m["band_count"] == 16 and [c["value"] for c in m["classes"]] == [1, 2, 3, 4, 5]
     assert sum(c["pixels"]["total"] for c in m["classes"]) == 718
     assert m["split"]["method"] == "blocks"
+
+
+def test_landsat_training_beats_the_random_forest(shared_data, tmp_path):
+    """A shortened version of the issue's acceptance run: defaults, polygon split, CPU."""
+    from terralearn.config import TrainConfig
+    from terralearn.train import train
+
+    folder = shared_data / "landsat7_landcover_ceholden"
+    chips = tmp_path / "chips"
+    export(ExportConfig.build(
+        rasters=[folder / "LE70220491999322EDC01_stack.gtif"], labels=folder / "training_data.shp", class_field="id",
+        class_name_field="class", tile_size_x=32, tile_size_y=32, stride_x=16, stride_y=16, out=chips,
+    ))  # fmt: skip
+    result = train(TrainConfig.build(chips=chips, out=tmp_path / "pkg", epochs=20), workspace=tmp_path)
+    assert result.card["training_data"]["split"] == "polygons"
+    assert result.baseline["accuracy"] < 0.9  # the honest split: about 87 % for a per-pixel forest
+    assert result.metrics["accuracy"] >= 0.9
+    assert result.metrics["accuracy"] > result.baseline["accuracy"]
+    html = result.report.read_text()
+    assert "random forest" in html.lower() and "report" in html.lower()

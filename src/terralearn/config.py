@@ -168,7 +168,7 @@ __all__ = [
 
 
 Architecture = Literal[
-    "unet", "unetplusplus", "deeplabv3", "deeplabv3plus", "pspnet", "fpn", "linknet", "manet", "pan", "upernet",
+    "unet", "unetplusplus", "deeplabv3", "deeplabv3plus", "pspnet", "fpn", "linknet", "manet", "upernet",
     "segformer", "tiny", "random_forest",
 ]  # fmt: skip
 Loss = Literal["ce", "focal", "dice", "focal_dice"]
@@ -185,7 +185,7 @@ class TrainConfig(StageConfig):
     out: Path = Field(..., description="Model package folder to write (a .zip of it is written next to it).")
     model: Architecture = Field(
         "unet",
-        description="Architecture: unet, unetplusplus, deeplabv3, deeplabv3plus, pspnet, fpn, linknet, manet, pan, "
+        description="Architecture: unet, unetplusplus, deeplabv3, deeplabv3plus, pspnet, fpn, linknet, manet, "
         "upernet, segformer; tiny (two-layer CNN, for quick looks); random_forest (per-pixel baseline).",
     )
     backbone: str = Field(

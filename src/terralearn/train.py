@@ -50,6 +50,7 @@ class TrainResult:
     warnings: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     weights_note: str | None = None
+    report: Path | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -142,8 +143,12 @@ class Trainer:
             return torch.multinomial(self.sample_weights, n, replacement=True, generator=gen)
         return torch.randperm(n, generator=gen)
 
-    def find_learning_rate(self, steps: int = 30) -> float:
-        """A short learning-rate range test (Smith 2017): the rate where the loss falls fastest, from a copy."""
+    def find_learning_rate(self, steps: int = 40) -> float:
+        """A short learning-rate range test (Smith 2017) on a copy of the model.
+
+        The rate rises geometrically from 1e-5 to 1 over ``steps`` batches until the loss blows
+        up; the choice is a fifth of the rate at the lowest (smoothed) loss, within 1e-4..1e-2.
+        """
         model = copy.deepcopy(self.model)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=1e-6)
@@ -165,12 +170,11 @@ class Trainer:
             losses.append(float(loss.detach()))
             if len(losses) > 5 and losses[-1] > 4 * min(losses):
                 break
-        if len(losses) < 5:
+        if len(losses) < 8:
             return 1e-3
         smooth = np.convolve(losses, np.ones(3) / 3, mode="valid")
-        slope = np.gradient(smooth)
-        best = int(np.argmin(slope)) + 1
-        return float(np.clip(lrs[best], 1e-4, 3e-2))
+        lowest = lrs[int(np.argmin(smooth)) + 1]
+        return float(np.clip(lowest / 5, 1e-4, 1e-2))
 
     # ------------------------------------------------------------------ loop
     def train_epoch(self, epoch: int) -> float:
@@ -339,6 +343,7 @@ def _pid() -> int:
 
 def _train_deep(config, data, registry, run_id, run_dir, on_epoch, on_batch, resuming) -> TrainResult:
     from terralearn.baseline import forest_baseline
+    from terralearn.review import write_run_report
 
     device = resolve_device(config.device)
     trainer = Trainer(config, data, device)
@@ -422,6 +427,7 @@ def _train_deep(config, data, registry, run_id, run_dir, on_epoch, on_batch, res
     result = TrainResult(run_id, final, package, run_dir, card, trainer.history, metrics, baseline, warnings, seconds,
                          trainer.weights_note)  # fmt: skip
     write_summary(run_dir, summary_of(registry.run(run_id), card, trainer.history))
+    result.report = write_run_report(run_id, workspace=registry.root)
     return result
 
 
@@ -443,6 +449,7 @@ def _validation_samples(trainer: Trainer, data: TrainingData, n: int = 6) -> dic
 
 def _train_forest(config, data, registry, run_id, run_dir) -> TrainResult:
     from terralearn.baseline import forest_baseline, forest_tensors
+    from terralearn.review import write_run_report
 
     t0 = time.perf_counter()
     out = forest_baseline(data, config.trees, config.seed)
@@ -460,7 +467,8 @@ def _train_forest(config, data, registry, run_id, run_dir) -> TrainResult:
         **{k: metrics[k] for k in ("accuracy", "dice", "mean_iou")},
     )  # fmt: skip
     write_summary(run_dir, summary_of(registry.run(run_id), card, []))
-    return TrainResult(run_id, "finished", package, run_dir, card, [], metrics, None, warnings, seconds)
+    report = write_run_report(run_id, workspace=registry.root)
+    return TrainResult(run_id, "finished", package, run_dir, card, [], metrics, None, warnings, seconds, report=report)
 
 
 def summary_of(run: dict, card: dict, history: list[dict]) -> dict:

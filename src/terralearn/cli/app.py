@@ -8,6 +8,7 @@ from terralearn import __version__
 from terralearn.cli.check import check
 from terralearn.cli.demo import demo
 from terralearn.cli.export import export
+from terralearn.cli.onnx import export_onnx
 from terralearn.cli.report import report
 from terralearn.cli.runs import app as runs_app
 from terralearn.cli.sample import sample
@@ -43,3 +44,6 @@ app.command("export", help="Export training chips with a spatially honest train/
 app.command("train", help="Train a pixel classifier on a chip set; package the model and record the run.")(train)
 app.add_typer(runs_app, name="runs", help="List every training run (--sort, --json, --csv); `runs compare A B`.")
 app.command("report", help="Write the HTML report of a training run (curves, scores, confusion matrix).")(report)
+app.command("export-onnx", help="Export a model package to ONNX with its model card, verified against PyTorch.")(
+    export_onnx
+)

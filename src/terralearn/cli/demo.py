@@ -9,6 +9,7 @@ import typer
 
 from terralearn.cli._common import Debug, Workspace, console, handle_errors, progress_bar
 from terralearn.cli.check import print_findings
+from terralearn.cli.train import print_epoch
 from terralearn.demo import run_demo
 from terralearn.runs import Registry
 
@@ -22,15 +23,16 @@ def demo(
     workspace: Workspace = None,
     debug: Debug = False,
 ) -> None:
-    """Run the workflow on the built-in sample: sample scene, checks, chip export."""
+    """Run the workflow on the built-in sample: sample scene, checks, chips, training, report."""
     registry = Registry(workspace)
     folder = out or registry.root / "demo"
     bar, update = progress_bar("Exporting chips")
     with bar:
-        result = run_demo(folder, seed=seed, progress=update)
+        result = run_demo(folder, seed=seed, progress=update, workspace=registry.root, on_epoch=print_epoch)
     registry.record_chipset(result.export)
     print_findings(result.findings)
     ex = result.export
+    tr = result.train
     m = ex.manifest
     console.print(
         f"\n[bold]Sample scene[/]  {result.scene.raster}\n"
@@ -39,6 +41,10 @@ def demo(
         f"{m['band_count']} bands, {len(m['classes'])} classes, split by {m['split']['method']})\n"
         f"[bold]Manifest[/]      {ex.out / 'manifest.json'}\n"
         f"[bold]Chip index[/]    {ex.out / 'tiles.gpkg'} (open in QGIS to see every chip's footprint and split)\n"
-        f"[bold]Registry[/]      {registry.path}",
+        f"[bold]Model[/]         {tr.package}  (run {tr.run_id}: validation accuracy {tr.metrics['accuracy']:.1%}, "
+        f"Dice {tr.metrics['dice']:.3f}, mIoU {tr.metrics['mean_iou']:.3f}; random forest "
+        f"{tr.baseline['accuracy']:.1%} / mIoU {tr.baseline['mean_iou']:.3f})\n"
+        f"[bold]Report[/]        {tr.report}\n"
+        f"[bold]Registry[/]      {registry.path}  (terralearn runs --workspace {registry.root})",
         highlight=False,
     )

@@ -13,16 +13,16 @@ from terralearn.config import Architecture, Device, Loss, Monitor, TrainConfig, 
 _help = {name: f.description for name, f in TrainConfig.model_fields.items()}
 
 
-def _print_epoch(row: dict) -> None:
+def print_epoch(row: dict) -> None:
     def fmt(v):
         return "-" if v is None else f"{v:.3f}"
 
-    best = " *" if row["best_epoch"] == row["epoch"] else ""
+    best = " best" if row["best_epoch"] == row["epoch"] else ""
     err_console.print(
-        f"epoch {row['epoch']:>3}/{row['epochs']}  train loss {fmt(row['train_loss'])}  val loss "
-        f"{fmt(row['val_loss'])}  accuracy {fmt(row['accuracy'])}  dice {fmt(row['dice'])}  mIoU "
-        f"{fmt(row['mean_iou'])}  {row['seconds']:.1f} s{best}",
+        f"epoch {row['epoch']:>3}/{row['epochs']}  loss {fmt(row['train_loss'])} / val {fmt(row['val_loss'])}  "
+        f"acc {fmt(row['accuracy'])}  dice {fmt(row['dice'])}  mIoU {fmt(row['mean_iou'])}  {row['seconds']:.1f}s{best}",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -68,7 +68,7 @@ def train(
     from terralearn.train import train as run_train
 
     if resume_run is not None:
-        result = resume(resume_run, workspace, on_epoch=_print_epoch)
+        result = resume(resume_run, workspace, on_epoch=print_epoch)
     else:
         if chips is None or out is None:
             err_console.print("[bold red]Error:[/] --chips and --out are required (or --resume RUN).")
@@ -82,7 +82,7 @@ def train(
             class_balancing=class_balancing, oversample=oversample, mixup=mixup, ignore_classes=ignore_class or [],
             baseline=not no_baseline, trees=trees, device=device, seed=seed, name=name, overwrite=overwrite,
         )  # fmt: skip
-        result = run_train(config, workspace, on_epoch=_print_epoch)
+        result = run_train(config, workspace, on_epoch=print_epoch)
     if result.weights_note:
         err_console.print(f"[yellow]Note:[/] {result.weights_note}")
     for w in result.warnings:
@@ -98,7 +98,7 @@ def train(
         line += f" (random forest: accuracy {result.baseline['accuracy']:.1%}, mIoU {result.baseline['mean_iou']:.3f})"
     console.print(line + f" in {result.seconds:.0f} s.", highlight=False)
     console.print(f"Model package: {result.package} (and {result.package}.zip)\nRun folder:    {result.run_dir}\n"
-                  f"Report:        terralearn report {result.run_id} --out REPORT_DIR", highlight=False)  # fmt: skip
+                  f"Report:        {result.report}", highlight=False)  # fmt: skip
     if result.status == "interrupted":
         console.print(f"Interrupted: the best model so far is packaged. Resume with `terralearn train --resume "
                       f"{result.run_id}`.")  # fmt: skip

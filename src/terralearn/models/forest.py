@@ -227,7 +227,11 @@ def predict_proba(forest: ForestArrays, x: np.ndarray, chunk_rows: int = CHUNK_R
 
 
 def predict(forest: ForestArrays, x: np.ndarray, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
-    """Most probable class index of each row, (n,) uint8 (ties go to the lower index, as in sklearn)."""
+    """Most probable class index of each row, (n,) uint8: the argmax of :func:`predict_proba`.
+
+    Equals sklearn's ``predict`` except where two classes tie exactly in exact arithmetic: sklearn then picks
+    by float64 rounding noise and this by float32 rounding (3 rows in 1,000,000 with 100 depth-20 trees).
+    """
     x = _check_x(forest, x, chunk_rows)
     out = np.empty(x.shape[0], dtype=np.uint8)
     for start in range(0, x.shape[0], chunk_rows):

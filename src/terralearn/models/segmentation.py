@@ -39,7 +39,6 @@ ARCHITECTURES = {
     "fpn": "fpn",
     "linknet": "linknet",
     "manet": "manet",
-    "pan": "pan",
     "upernet": "upernet",
     "segformer": "segformer",
     "tiny": "tiny",

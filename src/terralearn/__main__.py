@@ -1,0 +1,3 @@
+from terralearn.cli.app import app
+
+app(prog_name="terralearn")
