@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,9 @@ def export_onnx(package: Path, out: Path | None = None, tolerance: float = 1e-3)
     out = Path(out) if out else (package / "model.onnx" if package.is_dir() else package.with_suffix(".onnx"))
     with torch.no_grad():
         expected = net(example).numpy()
-    with atomic_file(out) as tmp:
+    with atomic_file(out) as tmp, warnings.catch_warnings():
+        # The TorchScript exporter: the newer torch.export-based one needs onnxscript, which is not a dependency.
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(net, (example,), str(tmp), input_names=["image"], output_names=["logits"],
                           dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17,
                           dynamo=False)  # fmt: skip

@@ -27,7 +27,7 @@ from affine import Affine
 from rasterio.io import MemoryFile
 
 from terralearn.errors import ChipSetError
-from terralearn.io.atomic import write_text_atomic
+from terralearn.io.atomic import write_json_atomic
 
 # TIFF tags that carry georeferencing and GDAL metadata.
 _MODEL_PIXEL_SCALE = 33550
@@ -199,19 +199,7 @@ CHIP_FORMATS = {"classified_tiles": ClassifiedTilesWriter}
 
 
 def write_manifest(root: Path, manifest: dict) -> None:
-    write_text_atomic(Path(root) / MANIFEST, json.dumps(manifest, indent=2, default=_json_default))
-
-
-def _json_default(obj):
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return None if not np.isfinite(obj) else float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    write_json_atomic(Path(root) / MANIFEST, manifest)
 
 
 def read_manifest(root: Path) -> dict:

@@ -18,7 +18,7 @@ from safetensors.numpy import load as load_numpy_bytes
 from safetensors.numpy import save_file as save_numpy_file
 
 from terralearn.errors import PackageError
-from terralearn.io.atomic import atomic_dir, atomic_file, write_text_atomic
+from terralearn.io.atomic import atomic_dir, atomic_file, write_json_atomic
 
 PACKAGE_SCHEMA_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -33,24 +33,12 @@ def save_package(out: Path, tensors: dict[str, np.ndarray], card: dict, overwrit
         save_numpy_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp / WEIGHTS))
         card = {**card, "schema_version": PACKAGE_SCHEMA_VERSION, "weights_sha256": _sha256(tmp / WEIGHTS)}
         card["model_size_mb"] = round((tmp / WEIGHTS).stat().st_size / 2**20, 3)
-        write_text_atomic(tmp / CARD, json.dumps(card, indent=2, default=_plain))
+        write_json_atomic(tmp / CARD, card)
     zip_path = out.with_name(out.name + ".zip")
     with atomic_file(zip_path) as tmp_zip, zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.write(out / CARD, CARD)
         zf.write(out / WEIGHTS, WEIGHTS)
     return out
-
-
-def _plain(obj):
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def _sha256(path: Path) -> str:
