@@ -24,6 +24,16 @@ def rgb_indices(band_names: list[str]) -> list[int]:
     return [0, 1, 2] if len(names) >= 3 else [0, 0, 0]
 
 
+def stretch(rgb: np.ndarray) -> np.ndarray:
+    """A per-band 2-98 % linear stretch to uint8, as GIS software shows multispectral data."""
+    out = np.empty(rgb.shape, dtype=np.uint8)
+    for b in range(rgb.shape[-1]):
+        band = np.nan_to_num(rgb[..., b].astype(np.float64))
+        lo, hi = np.percentile(band, [2, 98])
+        out[..., b] = np.clip((band - lo) / max(hi - lo, 1e-9) * 255, 0, 255).astype(np.uint8)
+    return out
+
+
 def report_samples(samples: dict, band_names: list[str]) -> list[dict]:
     if not samples:
         return []
@@ -32,7 +42,7 @@ def report_samples(samples: dict, band_names: list[str]) -> list[dict]:
     for i in range(len(samples["image"])):
         out.append({
             "chip": f"chip {int(samples['chip_ids'][i])}",
-            "image_rgb": np.moveaxis(samples["image"][i][idx], 0, -1),
+            "image_rgb": stretch(np.moveaxis(samples["image"][i][idx], 0, -1)),
             "label": samples["label"][i],
             "prediction": samples["prediction"][i],
         })  # fmt: skip
