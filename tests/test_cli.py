@@ -191,3 +191,31 @@ def test_demo_runs_the_workflow_on_the_sample(tmp_path):
 
     rows = Registry(tmp_path).chipsets()
     assert len(rows) == 1 and rows[0]["chips"] > 100 and rows[0]["classes"] == 6
+
+
+def test_train_runs_report_and_onnx_commands(scene, tmp_path):
+    ws = tmp_path / "ws"
+    result, text = invoke(*base(scene, tmp_path, "--stride", 8))
+    assert result.exit_code == 0, text
+    for _ in range(2):
+        result, text = invoke("train", "--chips", tmp_path / "chips", "--out", tmp_path / "pkg", "--model", "tiny",
+                              "--epochs", 2, "--lr", 0.01, "--trees", 5, "--overwrite", "--workspace", ws)  # fmt: skip
+        assert result.exit_code == 0, text
+        assert "Run " in text and "random forest" in text and "report.html" in text
+    result, text = invoke("runs", "--workspace", ws, "--sort", "accuracy", "--desc")
+    assert result.exit_code == 0 and "tiny" in text
+    result, _ = invoke("runs", "--json", "--workspace", ws)
+    rows = json.loads(result.output)
+    assert [r["id"] for r in rows] == [1, 2] and rows[0]["epochs_run"] == 2 and rows[0]["status"] == "finished"
+    result, _ = invoke("runs", "--csv", "--workspace", ws)
+    assert result.output.splitlines()[0].startswith("id,created,name,status")
+    result, text = invoke("runs", "compare", 1, 2, "--workspace", ws)
+    assert result.exit_code == 0 and "run 1" in text and "run 2" in text
+    result, text = invoke("report", 1, "--out", tmp_path / "rep", "--workspace", ws)
+    assert result.exit_code == 0 and (tmp_path / "rep" / "report.html").exists()
+    result, text = invoke("export-onnx", tmp_path / "pkg", "--workspace", ws)
+    assert result.exit_code == 0 and (tmp_path / "pkg" / "model.onnx").exists()
+    result, text = invoke("train", "--resume", 1, "--workspace", ws)
+    assert_clean_error(result, text, "Run 1 is finished", "new run")
+    result, text = invoke("report", 99, "--workspace", ws)
+    assert_clean_error(result, text, "no run 99", "terralearn runs")

@@ -132,7 +132,7 @@ class Trainer:
         self.learning_rate = lr
         self.optimizer = torch.optim.AdamW(self.params(), lr=lr, weight_decay=1e-4)
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            self.optimizer, max_lr=lr, total_steps=self.config.epochs * self.steps_per_epoch, pct_start=0.25
+            self.optimizer, max_lr=lr, total_steps=max(10, self.config.epochs * self.steps_per_epoch), pct_start=0.25
         )
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
