@@ -318,3 +318,18 @@ def test_onnx_export_matches_torch(chips, tmp_path):
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert meta["model_type"] == "Segmentor" and json.loads(meta["class_names"])["2"] == "wheat"
     assert json.loads(meta["terralearn_card"])["band_count"] == 3
+
+
+def test_timm_backbones_and_unknown_names():
+    from terralearn.models.segmentation import build_model, encoder_name
+
+    assert encoder_name("timm:resnet18") == "tu-resnet18"
+    model = build_model("unet", "timm:resnet18", 5, 2).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 5, 32, 32)).shape == (1, 2, 32, 32)
+    with pytest.raises(ConfigError, match="Unknown backbone"):
+        encoder_name("resnet7")
+    with pytest.raises(ConfigError, match="Unknown timm encoder"):
+        encoder_name("timm:not_a_model_xyz")
+    with pytest.raises(ConfigError, match="Unknown architecture"):
+        build_model("unet3000", "resnet18", 3, 2)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from terralearn.cli._common import Debug, Workspace, console, err_console, handle_errors
 from terralearn.config import Architecture, Device, Loss, Monitor, TrainConfig, Weights
@@ -13,17 +14,38 @@ from terralearn.config import Architecture, Device, Loss, Monitor, TrainConfig, 
 _help = {name: f.description for name, f in TrainConfig.model_fields.items()}
 
 
-def print_epoch(row: dict) -> None:
+def print_epoch(row: dict, out=None) -> None:
     def fmt(v):
         return "-" if v is None else f"{v:.3f}"
 
     best = " best" if row["best_epoch"] == row["epoch"] else ""
-    err_console.print(
+    (out or err_console).print(
         f"epoch {row['epoch']:>3}/{row['epochs']}  loss {fmt(row['train_loss'])} / val {fmt(row['val_loss'])}  "
         f"acc {fmt(row['accuracy'])}  dice {fmt(row['dice'])}  mIoU {fmt(row['mean_iou'])}  {row['seconds']:.1f}s{best}",
         highlight=False,
         soft_wrap=True,
     )
+
+
+def epoch_bar():
+    """A progress bar over epochs showing the losses and the scores, plus one line per epoch above it."""
+    progress = Progress(
+        TextColumn("[bold]Training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[scores]}"),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not err_console.is_terminal,
+    )
+    task = progress.add_task("train", total=None, scores="")
+
+    def on_epoch(row: dict) -> None:
+        print_epoch(row, progress.console if progress.live.is_started else err_console)
+        progress.update(task, completed=row["epoch"], total=row["epochs"],
+                        scores=f"val loss {row['val_loss'] or float('nan'):.3f}  mIoU {row['mean_iou'] or 0:.3f}")  # fmt: skip
+
+    return progress, on_epoch
 
 
 @handle_errors
@@ -67,8 +89,10 @@ def train(
     from terralearn.train import resume
     from terralearn.train import train as run_train
 
+    bar, on_epoch = epoch_bar()
     if resume_run is not None:
-        result = resume(resume_run, workspace, on_epoch=print_epoch)
+        with bar:
+            result = resume(resume_run, workspace, on_epoch=on_epoch)
     else:
         if chips is None or out is None:
             err_console.print("[bold red]Error:[/] --chips and --out are required (or --resume RUN).")
@@ -82,7 +106,8 @@ def train(
             class_balancing=class_balancing, oversample=oversample, mixup=mixup, ignore_classes=ignore_class or [],
             baseline=not no_baseline, trees=trees, device=device, seed=seed, name=name, overwrite=overwrite,
         )  # fmt: skip
-        result = run_train(config, workspace, on_epoch=print_epoch)
+        with bar:
+            result = run_train(config, workspace, on_epoch=on_epoch)
     if result.weights_note:
         err_console.print(f"[yellow]Note:[/] {result.weights_note}")
     for w in result.warnings:
