@@ -8,9 +8,9 @@ the chip set's validation split, which export made spatially independent.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,19 +22,16 @@ import torch
 from terralearn import __version__
 from terralearn.config import UNLABELLED, TrainConfig
 from terralearn.diagnostics import training_warnings
-from terralearn.errors import ConfigError, RunError
+from terralearn.errors import RunError
 from terralearn.io.atomic import ensure_can_write_dir, write_text_atomic
 from terralearn.io.checkpoint import load_checkpoint, save_checkpoint, save_samples
 from terralearn.io.package import save_package
-from terralearn.metrics import confusion_matrix, metrics_from_confusion
-from terralearn.models.augment import augment_batch, mixup
-from terralearn.models.losses import build_loss, inverse_frequency_weights
-from terralearn.models.segmentation import build_model, encoder_parameters
+from terralearn.metrics import metrics_from_confusion
 from terralearn.runs import Registry
 from terralearn.train_data import TrainingData, load_training_data
+from terralearn.trainer import Trainer, make_model, resolve_device, state_numpy  # noqa: F401 - part of the stage's API
 
 EpochCallback = Callable[[dict], None]
-HIGHER_IS_BETTER = {"val_loss": False, "accuracy": True, "dice": True, "mean_iou": True}
 
 
 @dataclass
@@ -51,199 +48,6 @@ class TrainResult:
     seconds: float = 0.0
     weights_note: str | None = None
     report: Path | None = None
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but no CUDA GPU is available.", "Use --device auto or cpu.")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def make_model(config: TrainConfig, data: TrainingData) -> tuple[torch.nn.Module, str, str | None]:
-    """The model, the weights actually used ('imagenet' or 'none'), and a note to show once."""
-    args = (config.model, config.backbone, len(data.band_names), data.n_classes)
-    if config.weights == "none" or config.model == "tiny":
-        return build_model(*args), "none", None
-    try:
-        return build_model(*args, pretrained=True, band_names=data.band_names), "imagenet", None
-    except ConfigError:
-        raise
-    except Exception as exc:
-        if config.weights == "imagenet":
-            raise ConfigError(
-                f"Pretrained ImageNet weights for '{config.backbone}' are not available on this machine "
-                f"({type(exc).__name__}).",
-                "Use --weights auto or none to train from random initialisation, or put the weights in the Hugging "
-                "Face cache (set HF_HUB_OFFLINE=0 on a machine with internet to download them).",
-            ) from None
-        note = f"No pretrained weights for '{config.backbone}' on this machine (offline): random initialisation."
-        return build_model(*args), "none", note
-
-
-def _batches(n: int, batch: int, order: torch.Tensor):
-    for i in range(0, n, batch):
-        yield order[i : i + batch]
-
-
-class Trainer:
-    """One training run: the loop, evaluation, checkpoints and the package."""
-
-    def __init__(self, config: TrainConfig, data: TrainingData, device: torch.device) -> None:
-        self.config = config
-        self.data = data
-        self.device = device
-        torch.manual_seed(config.seed)
-        np.random.seed(config.seed % 2**32)
-        self.model, self.weights_used, self.weights_note = make_model(config, data)
-        self.model.to(device)
-        if config.freeze_backbone:
-            for p in encoder_parameters(self.model):
-                p.requires_grad_(False)
-        weights = inverse_frequency_weights(data.class_pixels) if config.class_balancing else None
-        self.class_weights = weights
-        self.loss_fn = build_loss(config.loss, weights, config.focal_gamma).to(device)
-        self.eval_loss = build_loss("ce").to(device)
-        self.x_train = torch.from_numpy(data.x_train)
-        self.y_train = torch.from_numpy(data.y_train)
-        self.x_val = torch.from_numpy(data.x_val)
-        self.y_val = torch.from_numpy(data.y_val)
-        if config.chip_size:
-            self.x_train, self.y_train = _resize(self.x_train, self.y_train, config.chip_size)
-            self.x_val, self.y_val = _resize(self.x_val, self.y_val, config.chip_size)
-        self.sample_weights = torch.from_numpy(data.chip_weights()) if config.oversample else None
-        self.amp = device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.steps_per_epoch = max(1, math.ceil(len(self.x_train) / config.batch_size))
-        self.history: list[dict] = []
-        self.best_score: float | None = None
-        self.best_epoch = 0
-        self.best_state: dict | None = None
-        self.learning_rate = config.learning_rate
-        self.optimizer = None
-        self.scheduler = None
-
-    # ------------------------------------------------------------------ setup
-    def params(self):
-        return [p for p in self.model.parameters() if p.requires_grad]
-
-    def setup_optimizer(self, lr: float) -> None:
-        self.learning_rate = lr
-        self.optimizer = torch.optim.AdamW(self.params(), lr=lr, weight_decay=1e-4)
-        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            self.optimizer, max_lr=lr, total_steps=max(10, self.config.epochs * self.steps_per_epoch), pct_start=0.25
-        )
-
-    def epoch_order(self, epoch: int) -> torch.Tensor:
-        """The chips of one epoch: a permutation, or a weighted draw (with replacement) when oversampling."""
-        gen = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
-        n = len(self.x_train)
-        if self.sample_weights is not None:
-            return torch.multinomial(self.sample_weights, n, replacement=True, generator=gen)
-        return torch.randperm(n, generator=gen)
-
-    def find_learning_rate(self, steps: int = 40) -> float:
-        """A short learning-rate range test (Smith 2017) on a copy of the model.
-
-        The rate rises geometrically from 1e-5 to 1 over ``steps`` batches until the loss blows
-        up; the choice is a fifth of the rate at the lowest (smoothed) loss, within 1e-4..1e-2.
-        """
-        model = copy.deepcopy(self.model)
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=1e-6)
-        lrs = np.geomspace(1e-5, 1.0, steps)
-        gen = torch.Generator().manual_seed(self.config.seed + 7)
-        losses = []
-        model.train()
-        for lr in lrs:
-            for g in opt.param_groups:
-                g["lr"] = float(lr)
-            idx = torch.randint(0, len(self.x_train), (min(self.config.batch_size, len(self.x_train)),), generator=gen)
-            x, y = self.x_train[idx].to(self.device), self.y_train[idx].to(self.device)
-            loss = self.loss_fn(model(x), y)
-            if not torch.isfinite(loss):
-                break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-            if len(losses) > 5 and losses[-1] > 4 * min(losses):
-                break
-        if len(losses) < 8:
-            return 1e-3
-        smooth = np.convolve(losses, np.ones(3) / 3, mode="valid")
-        lowest = lrs[int(np.argmin(smooth)) + 1]
-        return float(np.clip(lowest / 5, 1e-4, 1e-2))
-
-    # ------------------------------------------------------------------ loop
-    def train_epoch(self, epoch: int) -> float:
-        cfg = self.config
-        self.model.train()
-        gen = torch.Generator().manual_seed(cfg.seed * 7_919 + epoch)
-        order = self.epoch_order(epoch)
-        total, count = 0.0, 0
-        for idx in _batches(len(order), cfg.batch_size, order):
-            x, y = augment_batch(self.x_train[idx], self.y_train[idx], cfg.augment, gen)
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            with torch.autocast(self.device.type, enabled=self.amp):
-                if cfg.mixup > 0 and len(idx) > 1:
-                    x, perm, lam = mixup(x, cfg.mixup, gen)
-                    out = self.model(x)
-                    loss = lam * self.loss_fn(out, y) + (1 - lam) * self.loss_fn(out, y[perm])
-                else:
-                    loss = self.loss_fn(self.model(x), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            if self.scheduler.last_epoch < self.scheduler.total_steps - 1:
-                self.scheduler.step()
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
-        return total / max(count, 1)
-
-    @torch.no_grad()
-    def evaluate(self, x_all: torch.Tensor, y_all: torch.Tensor) -> tuple[float, np.ndarray]:
-        self.model.eval()
-        k = self.data.n_classes
-        cm = np.zeros((k, k), dtype=np.int64)
-        total, weight = 0.0, 0
-        for i in range(0, len(x_all), 64):
-            x = x_all[i : i + 64].to(self.device)
-            y = y_all[i : i + 64].to(self.device)
-            with torch.autocast(self.device.type, enabled=self.amp):
-                out = self.model(x)
-            labelled = int((y != UNLABELLED).sum())
-            if labelled:
-                total += float(self.eval_loss(out, y)) * labelled
-                weight += labelled
-            pred = out.argmax(dim=1)
-            cm += confusion_matrix(y.cpu().numpy(), pred.cpu().numpy(), k)
-        return (total / weight if weight else float("nan")), cm
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> np.ndarray:
-        self.model.eval()
-        return self.model(x.to(self.device)).argmax(dim=1).cpu().numpy().astype(np.uint8)
-
-    def score(self, row: dict) -> float:
-        value = row[self.config.monitor]
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return -math.inf
-        return value if HIGHER_IS_BETTER[self.config.monitor] else -value
-
-
-def _resize(x: torch.Tensor, y: torch.Tensor, size: int):
-    if len(x) == 0:
-        return x.new_zeros((0, x.shape[1], size, size)), y.new_zeros((0, size, size))
-    xr = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    yr = torch.nn.functional.interpolate(y[:, None].float(), size=(size, size), mode="nearest")[:, 0].to(y.dtype)
-    return xr, yr
-
-
-def _state_numpy(model: torch.nn.Module) -> dict[str, np.ndarray]:
-    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
 
 
 def model_card(config: TrainConfig, data: TrainingData, trainer_info: dict) -> dict:
@@ -292,7 +96,6 @@ def train(
     config: TrainConfig,
     workspace: Path | str | None = None,
     on_epoch: EpochCallback | None = None,
-    on_batch: Callable[[int, int], None] | None = None,
     resume_run: int | None = None,
 ) -> TrainResult:
     """Train, evaluate, package and record. Returns when finished, stopped early, or interrupted (Ctrl-C)."""
@@ -316,7 +119,7 @@ def train(
         run_id = registry.start_run(**run_fields)
     else:
         run_id = resume_run
-        registry.update_run(run_id, status="running", pid=_pid())
+        registry.update_run(run_id, status="running", pid=os.getpid())
     run_dir = registry.root / "runs" / f"run-{run_id:04d}"
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.json", json.dumps(config.model_dump(mode="json"), indent=2))
@@ -324,7 +127,7 @@ def train(
         if config.model == "random_forest":
             result = _train_forest(config, data, registry, run_id, run_dir)
         else:
-            result = _train_deep(config, data, registry, run_id, run_dir, on_epoch, on_batch, resume_run is not None)
+            result = _train_deep(config, data, registry, run_id, run_dir, on_epoch, resume_run is not None)
     except KeyboardInterrupt:  # pragma: no cover - handled inside _train_deep; forest training is short
         registry.update_run(run_id, status="interrupted")
         raise
@@ -335,13 +138,7 @@ def train(
     return result
 
 
-def _pid() -> int:
-    import os
-
-    return os.getpid()
-
-
-def _train_deep(config, data, registry, run_id, run_dir, on_epoch, on_batch, resuming) -> TrainResult:
+def _train_deep(config, data, registry, run_id, run_dir, on_epoch, resuming) -> TrainResult:
     from terralearn.baseline import forest_baseline
     from terralearn.review import write_run_report
 
@@ -415,7 +212,7 @@ def _train_deep(config, data, registry, run_id, run_dir, on_epoch, on_batch, res
     card = model_card(config, data, info)
     card["warnings"] = warnings
     card["run_id"] = run_id
-    package = save_package(config.out, _state_numpy(trainer.model), card, overwrite=True)
+    package = save_package(config.out, state_numpy(trainer.model), card, overwrite=True)
     samples = _validation_samples(trainer, data)
     save_samples(run_dir, samples)
     final = "interrupted" if status == "interrupted" else "finished"
