@@ -240,3 +240,46 @@ class TrainConfig(StageConfig):
         if unknown:
             raise ValueError(f"unknown augmentation(s) {unknown}; choose from {list(AUGMENTATIONS)}")
         return self
+
+
+Backend = Literal["torch", "onnx"]
+
+
+class ClassifyConfig(StageConfig):
+    """Stage 3: a model package + raster(s) -> a classified map (Cloud-Optimized GeoTIFF)."""
+
+    model: Path = Field(..., description="Model package folder or .zip written by `terralearn train`.")
+    rasters: list[Path] = Field(
+        ..., min_length=1, description="Rasters stacked as at export, in the same order (band names are checked)."
+    )
+    out: Path = Field(..., description="Output map (.tif): uint8 class indices, 255 = nodata, colour table.")
+    resampling: list[Resampling] = Field(
+        default_factory=lambda: ["auto"], description="Resampling of rasters on another grid, as at export."
+    )
+    tile_size: int | None = Field(None, gt=0, description="Tile side in pixels (default: 4 x the training chip, <= 512).")
+    overlap: int | None = Field(
+        None, ge=0, description="Overlap between tiles in pixels, blended with smooth weights (default: tile / 4)."
+    )
+    batch_size: int = Field(8, gt=0, description="Tiles per inference batch.")
+    tta: bool = Field(False, description="Test-time augmentation: average flips and 90-degree rotations (8x slower).")
+    predict_background: bool = Field(
+        True, description="Allow the background class in the output (off: the best non-background class wins)."
+    )
+    aoi: Path | None = Field(None, description="Area-of-interest polygons: pixels outside are nodata.")
+    probabilities: bool = Field(False, description="Also write the winning class's probability (uint8 0-100).")
+    backend: Backend = Field("torch", description="Inference backend: torch (CPU or CUDA) or onnx (ONNX Runtime, CPU).")
+    device: Device = Field("auto", description="cuda when available (half precision), else cpu.")
+    overwrite: bool = Field(False, description="Replace the output if it exists.")
+
+
+class EvaluateConfig(StageConfig):
+    """Stage 4: a classified map + reference data -> accuracy metrics and a report."""
+
+    prediction: Path = Field(..., description="Classified map written by `terralearn classify`.")
+    reference: Path = Field(..., description="Reference polygons or points (vector with a class field) or a raster.")
+    class_field: str | None = Field(None, description="Vector reference: the field holding the class values.")
+    out: Path = Field(..., description="Output folder: metrics.json, confusion matrix PNG, report.html.")
+    image: list[Path] = Field(default_factory=list, description="Input raster(s) shown next to the map in the report.")
+    rgb_bands: list[int] | None = Field(None, description="Bands (1-based) of the image shown as red, green, blue.")
+    area_adjusted: bool = Field(True, description="Area-adjusted accuracy and class areas (Olofsson et al. 2014).")
+    overwrite: bool = Field(False, description="Replace the output folder if it exists.")

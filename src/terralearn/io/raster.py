@@ -330,3 +330,22 @@ def read_raster(path: Path, window: Window | None = None) -> tuple[np.ndarray, R
     info = describe_raster(path)
     with open_raster(path) as src:
         return src.read(window=window), info
+
+
+#: Dataset tag of a classified map holding its class table (JSON list of index/value/name/colour).
+CLASS_TABLE_TAG = "TERRALEARN_CLASSES"
+
+
+def read_class_table(path: Path) -> list[dict] | None:
+    """The class table of a map written by `terralearn classify` (None for other rasters)."""
+    import json
+
+    with open_raster(path) as src:
+        text = src.tags().get(CLASS_TABLE_TAG)
+    if not text:
+        return None
+    try:
+        table = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return table if isinstance(table, list) else None
