@@ -256,7 +256,9 @@ class ClassifyConfig(StageConfig):
     resampling: list[Resampling] = Field(
         default_factory=lambda: ["auto"], description="Resampling of rasters on another grid, as at export."
     )
-    tile_size: int | None = Field(None, gt=0, description="Tile side in pixels (default: 4 x the training chip, <= 512).")
+    tile_size: int | None = Field(
+        None, gt=0, description="Tile side in pixels (default: the training chip size, which models handle best)."
+    )
     overlap: int | None = Field(
         None, ge=0, description="Overlap between tiles in pixels, blended with smooth weights (default: tile / 4)."
     )
@@ -268,6 +270,9 @@ class ClassifyConfig(StageConfig):
     aoi: Path | None = Field(None, description="Area-of-interest polygons: pixels outside are nodata.")
     probabilities: bool = Field(False, description="Also write the winning class's probability (uint8 0-100).")
     backend: Backend = Field("torch", description="Inference backend: torch (CPU or CUDA) or onnx (ONNX Runtime, CPU).")
+    check_band_names: bool = Field(
+        True, description="Refuse rasters whose band names differ from the model's (off: only the count must match)."
+    )
     device: Device = Field("auto", description="cuda when available (half precision), else cpu.")
     overwrite: bool = Field(False, description="Replace the output if it exists.")
 

@@ -22,8 +22,14 @@ from terralearn.models.loader import load_model
 from terralearn.models.segmentation import MULTIPLE, PadToMultiple
 
 
-def export_onnx(package: Path, out: Path | None = None, tolerance: float = 1e-3) -> tuple[Path, float]:
-    """Write ``package``/model.onnx (or ``out``); return its path and the largest |onnx - torch| difference."""
+def export_onnx(
+    package: Path, out: Path | None = None, tolerance: float = 1e-3, size: tuple[int, int] | None = None
+) -> tuple[Path, float]:
+    """Write ``package``/model.onnx (or ``out``); return its path and the largest |onnx - torch| difference.
+
+    The graph takes tiles of ``size`` (height, width; default the training chip padded to a multiple of 32)
+    and any batch size.
+    """
     import onnx
     import onnxruntime as ort
 
@@ -36,10 +42,11 @@ def export_onnx(package: Path, out: Path | None = None, tolerance: float = 1e-3)
         )
     card = loaded.card
     net = loaded.network.model if isinstance(loaded.network, PadToMultiple) else loaded.network
-    size = max(int(v) for v in card["chip_size"])
-    if card["architecture"] != "tiny":
-        size = math.ceil(size / MULTIPLE) * MULTIPLE
-    example = torch.randn(2, card["band_count"], size, size, generator=torch.Generator().manual_seed(0))
+    if size is None:
+        side = max(int(v) for v in card["chip_size"])
+        side = math.ceil(side / MULTIPLE) * MULTIPLE if card["architecture"] != "tiny" else side
+        size = (side, side)
+    example = torch.randn(2, card["band_count"], *size, generator=torch.Generator().manual_seed(0))
     out = Path(out) if out else (package / "model.onnx" if package.is_dir() else package.with_suffix(".onnx"))
     with torch.no_grad():
         expected = net(example).numpy()
@@ -54,7 +61,7 @@ def export_onnx(package: Path, out: Path | None = None, tolerance: float = 1e-3)
             "model_type": "Segmentor",
             "class_names": json.dumps({str(c["index"]): c["name"] for c in card["classes"]}),
             "resolution": str(float(card["pixel_size"][0]) * 100.0),
-            "tiles_size": str(size),
+            "tiles_size": str(size[0]),
             "tiles_overlap": "15",
             "standardization_mean": json.dumps(card["normalisation"]["mean"]),
             "standardization_std": json.dumps(card["normalisation"]["std"]),

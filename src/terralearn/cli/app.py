@@ -6,6 +6,7 @@ import typer
 
 from terralearn import __version__
 from terralearn.cli.check import check
+from terralearn.cli.classify import classify
 from terralearn.cli.demo import demo
 from terralearn.cli.export import export
 from terralearn.cli.onnx import export_onnx
@@ -47,3 +48,4 @@ app.command("report", help="Write the HTML report of a training run (curves, sco
 app.command("export-onnx", help="Export a model package to ONNX with its model card, verified against PyTorch.")(
     export_onnx
 )
+app.command("classify", help="Classify whole rasters with a model package into a georeferenced, styled map.")(classify)
