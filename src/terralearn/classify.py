@@ -15,6 +15,7 @@ a raster attribute table side-car and a QGIS style; optionally a probability map
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -156,7 +157,10 @@ def check_bands(card: dict, stack: RasterStack, config: ClassifyConfig) -> None:
             f"{got}.",
             "Pass the same rasters as at export, in the same order (--raster A --raster B ...).",
         )
-    if expected != got and config.check_band_names:
+    # Names made up from file names (scene_b1, ...) say nothing about the band: only real band descriptions count.
+    clash = [i for i, (e, g) in enumerate(zip(expected, got, strict=True))
+             if e != g and stack.described[i] and not re.search(r"_b\d+$", e)]  # fmt: skip
+    if clash and config.check_band_names:
         raise RasterError(
             f"The band names differ from the model's: trained on {expected}, given {got}.",
             "Pass the rasters in the training order; if only the file names changed, add --ignore-band-names.",

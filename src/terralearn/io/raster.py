@@ -156,6 +156,8 @@ class RasterStack:
             self._stack.close()
             raise
         self.band_names = [name for info in self.infos for name in info.band_names]
+        #: Whether each band's name comes from the file's band description (else it was made from the file name).
+        self.described = [bool(d) for info in self.infos for d in (info.descriptions or [None] * info.count)]
         self.count = len(self.band_names)
         self.dtype = np.result_type(*[d for info in self.infos for d in info.dtypes])
         self.nodata = stack_nodata(self.dtype, self.infos[0].nodata)

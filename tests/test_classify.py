@@ -1,0 +1,174 @@
+"""Stage 3: whole-raster classification: streaming, seamless blending, georeferenced COG output."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from terralearn.classify import classify
+from terralearn.config import ClassifyConfig, ExportConfig, TrainConfig
+from terralearn.errors import OutputExistsError, RasterError
+from terralearn.export import export
+from terralearn.geo.blend import hann_weights
+from terralearn.io.maps import validate_cog
+from terralearn.io.raster import CLASS_TABLE_TAG, read_class_table, write_raster
+from terralearn.train import train
+from tests.data.make_data import make_grid, make_raster, make_scene
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pkg")
+    raster, labels, _ = make_scene(folder)
+    export(ExportConfig.build(rasters=[raster], labels=labels, class_field="code", class_name_field="name",
+                              tile_size_x=16, tile_size_y=16, stride_x=8, stride_y=8, out=folder / "chips"))  # fmt: skip
+    train(TrainConfig.build(chips=folder / "chips", out=folder / "model", model="tiny", epochs=3, learning_rate=0.01,
+                            baseline=False), workspace=folder)  # fmt: skip
+    return folder / "model"
+
+
+def run(package, rasters, out, **kw):
+    return classify(ClassifyConfig.build(model=package, rasters=rasters, out=out, **kw))
+
+
+def image(path, grid, nodata_cols=4, seed=0):
+    return make_raster(path, grid, nodata_cols=nodata_cols, seed=seed)
+
+
+@pytest.mark.parametrize("width,height", [(64, 48), (37, 101), (1, 40), (40, 1)])
+def test_output_is_a_georeferenced_cog_on_the_input_grid(package, tmp_path, width, height):
+    grid = make_grid(width=width, height=height)
+    src = image(tmp_path / "in.tif", grid, nodata_cols=min(4, width - 1) if width > 1 else 0)
+    result = run(package, [src], tmp_path / "map.tif", tile_size=16, overlap=4)
+    with rasterio.open(src) as s, rasterio.open(result.out) as m:
+        assert m.crs == s.crs and m.transform == s.transform and (m.width, m.height) == (s.width, s.height)
+        assert m.dtypes[0] == "uint8" and m.nodata == 255
+        values = m.read(1)
+        data = s.read()
+    nodata = (data == -9999).any(axis=0)
+    assert (values[nodata] == 255).all() and (values[~nodata] < 3).all()
+    assert validate_cog(result.out)[0] and result.cog_valid
+    assert sum(result.class_pixels) == int((~nodata).sum())
+
+
+def test_map_carries_classes_colours_attribute_table_and_qgis_style(package, tmp_path):
+    grid = make_grid()
+    result = run(package, [image(tmp_path / "in.tif", grid)], tmp_path / "map.tif")
+    table = read_class_table(result.out)
+    assert [(c["value"], c["name"]) for c in table] == [(3, "forest"), (7, "water"), (22531, "wheat")]
+    with rasterio.open(result.out) as m:
+        assert CLASS_TABLE_TAG in m.tags()
+        assert m.colormap(1)[1][:3] == (31, 120, 180)  # water is blue
+    rat = ET.parse(result.attribute_table).getroot()
+    rows = rat.findall(".//Row")
+    assert [r.findall("F")[1].text for r in rows] == ["forest", "water", "wheat"]
+    assert rows[2].findall("F")[2].text == "22531"
+    qml = result.qml.read_text()
+    assert 'type="paletted"' in qml and 'label="wheat (22531)"' in qml
+
+
+def test_band_mismatch_is_a_clear_error(package, tmp_path):
+    grid = make_grid()
+    four = make_raster(tmp_path / "four.tif", grid, bands=4)
+    with pytest.raises(RasterError, match=r"trained on 3 bands .* have 4 bands"):
+        run(package, [four], tmp_path / "map.tif")
+    # a model trained on described bands: a raster with other band descriptions is refused
+    import shutil
+
+    named_pkg = tmp_path / "named_model"
+    shutil.copytree(package, named_pkg)
+    card = json.loads((named_pkg / "model.json").read_text())
+    card["bands"] = ["blue", "green", "red"]
+    (named_pkg / "model.json").write_text(json.dumps(card))
+    swapped = make_raster(tmp_path / "swapped.tif", grid, names=["red", "green", "blue"])
+    with pytest.raises(RasterError, match=r"band names differ.*'blue', 'green', 'red'.*'red', 'green', 'blue'"):
+        run(named_pkg, [swapped], tmp_path / "map.tif")
+    assert run(named_pkg, [swapped], tmp_path / "map.tif", check_band_names=False).out.exists()
+    same = make_raster(tmp_path / "same.tif", grid, names=["blue", "green", "red"])
+    assert run(named_pkg, [same], tmp_path / "m2.tif").out.exists()
+    # names made from file names (another scene, another file) are not compared
+    assert run(named_pkg, [image(tmp_path / "other_scene.tif", grid)], tmp_path / "m3.tif").out.exists()
+
+
+def test_rotated_and_south_up_rasters_are_refused(package, tmp_path):
+    from terralearn.geo.grid import Grid
+    from tests.data.make_data import UTM31
+
+    for transform in (Affine(10, 2, 500_000, 2, -10, 4_650_000), Affine(10, 0, 500_000, 0, 10, 4_640_000)):
+        path = tmp_path / "odd.tif"
+        write_raster(path, np.ones((3, 20, 20), np.int16), Grid(UTM31, transform, 20, 20))
+        with pytest.raises(RasterError, match="north-up"):
+            run(package, [path], tmp_path / "map.tif", check_band_names=False, overwrite=True)
+
+
+def test_existing_output_needs_overwrite(package, tmp_path):
+    src = image(tmp_path / "in.tif", make_grid())
+    run(package, [src], tmp_path / "map.tif")
+    with pytest.raises(OutputExistsError):
+        run(package, [src], tmp_path / "map.tif")
+    assert run(package, [src], tmp_path / "map.tif", overwrite=True).out.exists()
+
+
+def test_seamless_across_tile_sizes(package, tmp_path):
+    grid = make_grid(width=96, height=80)
+    src = image(tmp_path / "in.tif", grid, nodata_cols=0)
+    a = run(package, [src], tmp_path / "a.tif", tile_size=16, overlap=8)
+    b = run(package, [src], tmp_path / "b.tif", tile_size=24, overlap=12)
+    with rasterio.open(a.out) as ma, rasterio.open(b.out) as mb:
+        differ = ma.read(1) != mb.read(1)
+    assert differ.mean() < 0.02
+    # tile borders of run a (every 8 px) must not concentrate the disagreement
+    border_cols = np.zeros(grid.width, bool)
+    border_cols[::8] = True
+    if differ.any():
+        assert differ[:, border_cols].mean() <= 3 * differ.mean() + 0.01
+
+
+def test_hann_weights_are_centred_and_positive():
+    w = hann_weights(8, 6)
+    assert w.shape == (8, 6) and (w > 0).all()
+    assert w[3:5, 2:4].min() == w.max() or w.argmax() in (w.size // 2, w.size // 2 - 1, 27, 20)
+    assert w[0, 0] < 0.05 and np.allclose(w, w[::-1, ::-1])
+    assert hann_weights(1, 1).item() == 1.0
+
+
+def test_onnx_backend_matches_torch(package, tmp_path):
+    src = image(tmp_path / "in.tif", make_grid())
+    a = run(package, [src], tmp_path / "torch.tif", tile_size=16, overlap=4)
+    b = run(package, [src], tmp_path / "onnx.tif", tile_size=16, overlap=4, backend="onnx")
+    with rasterio.open(a.out) as ma, rasterio.open(b.out) as mb:
+        assert (ma.read(1) == mb.read(1)).mean() > 0.99
+
+
+def test_tta_aoi_and_probabilities(package, tmp_path):
+    import geopandas as gpd
+
+    from terralearn.io.vector import write_vector
+    from tests.data.make_data import pixel_box
+
+    grid = make_grid()
+    src = image(tmp_path / "in.tif", grid)
+    aoi = tmp_path / "aoi.gpkg"
+    write_vector(gpd.GeoDataFrame(geometry=[pixel_box(grid, 10, 10, 40, 30)], crs="EPSG:4326").pipe(
+        lambda g: g.set_crs(grid.crs, allow_override=True).to_crs("EPSG:4326")), aoi)  # fmt: skip
+    result = run(package, [src], tmp_path / "map.tif", tta=True, aoi=aoi, probabilities=True)
+    with rasterio.open(result.out) as m, rasterio.open(result.probability) as p:
+        values, prob = m.read(1), p.read(1)
+    inside = np.zeros(values.shape, bool)
+    inside[10:30, 10:40] = True
+    assert (values[~inside] == 255).all() and (values[inside] < 3).all()
+    assert (prob[inside] >= 33).all() and (prob[inside] <= 100).all() and (prob[~inside] == 255).all()
+
+
+def test_random_forest_packages_classify_too(package, tmp_path):
+    chips = package.parent / "chips"
+    train(TrainConfig.build(chips=chips, out=tmp_path / "rf", model="random_forest", trees=5), workspace=tmp_path)
+    result = run(tmp_path / "rf", [image(tmp_path / "in.tif", make_grid())], tmp_path / "map.tif")
+    with rasterio.open(result.out) as m:
+        assert set(np.unique(m.read(1))) <= {0, 1, 2, 255}
+    assert json.loads(json.dumps(result.class_pixels))
