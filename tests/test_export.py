@@ -116,6 +116,9 @@ def test_polygon_split_holds_out_whole_polygons(scene, tmp_path):
         assert not (in_train and in_val), "a polygon is split between train and validation"
     units = result.manifest["split"]["units"]
     assert units["kind"] == "polygons" and units["val"] >= 2
+    held_out = gpd.read_file(tmp_path / "out" / "validation.gpkg")
+    assert len(held_out) == units["val"] and set(held_out["class_value"]) <= {"3", "7", "22531"}
+    assert held_out.crs == gdf.crs
 
 
 def test_manifest_and_tile_index(scene, tmp_path):

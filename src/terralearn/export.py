@@ -34,6 +34,8 @@ from terralearn.io.raster import RasterStack, file_checksum
 from terralearn.io.vector import write_vector
 
 Progress = Callable[[int, int], None]
+#: The held-out validation polygons of a polygon split, written into the chip set for `terralearn evaluate`.
+VALIDATION = "validation.gpkg"
 
 
 @dataclass
@@ -95,6 +97,7 @@ def export(config: ExportConfig, progress: Progress | None = None) -> ExportResu
             manifest = _manifest(config, inputs, labels, census, stack, stats, records, report.findings)
             write_manifest(tmp, manifest)
             _write_tiles(tmp / TILES, records, grid, n_classes)
+            _write_validation_polygons(tmp / VALIDATION, labels)
     finally:
         if hasattr(labels, "close"):
             labels.close()
@@ -292,7 +295,12 @@ def _manifest(config, inputs, labels, census, stack, stats, records, findings) -
         },
         "parameters": config.model_dump(mode="json"),
         "findings": [f.as_dict() for f in findings],
-        "files": {"manifest": MANIFEST, "tiles": TILES, "map": "map.txt"},
+        "files": {
+            "manifest": MANIFEST,
+            "tiles": TILES,
+            "map": "map.txt",
+            "validation_polygons": VALIDATION if labels.split_method == "polygons" else None,
+        },
     }
 
 
@@ -302,6 +310,17 @@ def _unit_counts(labels) -> dict:
         return {"kind": "polygons", "train": int((s == 0).sum()), "val": int((s == 1).sum())}
     b = labels.block_split
     return {"kind": "blocks", "train": int((b == 0).sum()), "val": int((b == 1).sum())}
+
+
+def _write_validation_polygons(path: Path, labels) -> None:
+    """The held-out label polygons (polygon split), for an honest map evaluation after classify."""
+    if labels.kind != "vector" or labels.split_method != "polygons":
+        return
+    val = labels.gdf[labels.gdf["_split"] == 1]
+    names = {c.index: c.name for c in labels.classes}
+    gdf = gpd.GeoDataFrame({"class_value": val["_value"].to_numpy(), "class_name": [names[i] for i in val["_class"]]},
+                           geometry=val.geometry.to_numpy(), crs=labels.gdf.crs)  # fmt: skip
+    write_vector(gdf, path, layer="validation")
 
 
 def _write_tiles(path: Path, records: list[dict], grid, n_classes: int) -> None:
