@@ -44,7 +44,7 @@ from terralearn.io.maps import (
     write_attribute_table,
     write_qml,
 )
-from terralearn.io.raster import RasterStack
+from terralearn.io.raster import RUN_TAG, RasterStack
 from terralearn.io.vector import read_vector
 from terralearn.models.forest import predict_proba
 from terralearn.models.loader import LoadedModel, load_model
@@ -219,7 +219,8 @@ def classify(config: ClassifyConfig, progress: Progress | None = None) -> Classi
             tmp = Path(tmp_name)
             predictor = Predictor(loaded, config, (th, tw), tmp)
             colormap = {c["index"]: hex_to_rgba(c["colour"]) for c in classes}
-            writer = StripWriter(tmp / "map.tif", grid, colormap=colormap, tags=class_tags(classes))
+            tags = {**class_tags(classes), **({RUN_TAG: str(card["run_id"])} if card.get("run_id") else {})}
+            writer = StripWriter(tmp / "map.tif", grid, colormap=colormap, tags=tags)
             prob_writer = (
                 StripWriter(tmp / "prob.tif", grid, description="probability (%)") if config.probabilities else None
             )

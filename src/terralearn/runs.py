@@ -60,11 +60,21 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 """
 
+#: Columns added after the first release of the runs table (added to existing databases on open).
+_ADDED_RUN_COLUMNS = {
+    "eval_accuracy": "REAL",
+    "eval_kappa": "REAL",
+    "eval_mean_iou": "REAL",
+    "eval_map": "TEXT",
+    "eval_reference": "TEXT",
+}
+
 #: Columns shown by `terralearn runs`, in order.
 RUN_COLUMNS = [
     "id", "created", "name", "status", "architecture", "backbone", "bands", "pixel_size", "chip_size", "epochs_set",
     "epochs_run", "best_epoch", "training_seconds", "model_size_mb", "accuracy", "dice", "mean_iou",
-    "baseline_accuracy", "device", "chip_set_fingerprint", "per_class_iou", "package",
+    "baseline_accuracy", "device", "chip_set_fingerprint", "per_class_iou", "eval_accuracy", "eval_kappa",
+    "eval_mean_iou", "package",
 ]  # fmt: skip
 
 
@@ -83,6 +93,10 @@ class Registry:
         self.path = self.root / DB_NAME
         with closing(self._connect()) as con, con:
             con.executescript(_SCHEMA)
+            present = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
+            for name, kind in _ADDED_RUN_COLUMNS.items():
+                if name not in present:
+                    con.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=30)
@@ -126,6 +140,13 @@ class Registry:
         with closing(self._connect()) as con, con:
             assignments = ", ".join(f"{k} = ?" for k in fields)
             con.execute(f"UPDATE runs SET {assignments} WHERE id = ?", [*[_sql(v) for v in fields.values()], run_id])
+
+    def record_evaluation(self, run_id: int, metrics: dict, map_path: Path, reference: Path) -> None:
+        """Attach a map evaluation (overall accuracy, kappa, mIoU) to the run whose model made the map."""
+        self.run(run_id)  # raises RunError for an unknown run
+        self.update_run(run_id, eval_accuracy=metrics.get("overall_accuracy"), eval_kappa=metrics.get("kappa"),
+                        eval_mean_iou=metrics.get("mean_iou"), eval_map=str(Path(map_path).resolve()),
+                        eval_reference=str(Path(reference).resolve()))  # fmt: skip
 
     def run(self, run_id: int) -> dict:
         with closing(self._connect()) as con:

@@ -336,6 +336,15 @@ def read_raster(path: Path, window: Window | None = None) -> tuple[np.ndarray, R
 
 #: Dataset tag of a classified map holding its class table (JSON list of index/value/name/colour).
 CLASS_TABLE_TAG = "TERRALEARN_CLASSES"
+#: Dataset tag of a classified map holding the number of the training run whose model made it.
+RUN_TAG = "TERRALEARN_RUN"
+
+
+def read_map_run(path: Path) -> int | None:
+    """The training run number recorded in a map written by `terralearn classify`, if any."""
+    with open_raster(path) as src:
+        value = src.tags().get(RUN_TAG)
+    return int(value) if value and value.isdigit() else None
 
 
 def read_class_table(path: Path) -> list[dict] | None:
