@@ -149,3 +149,14 @@ def test_grid_properties_and_windows():
     rotated = Grid(UTM31, Affine(10, 1, 0, 1, -10, 0), 5, 5)
     assert rotated.is_rotated and not rotated.is_north_up
     assert Grid(UTM31, Affine(10, 0, 0, 0, 10, 0), 5, 5).is_south_up
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 300), st.integers(1, 100))
+def test_block_windows_cover_each_pixel_exactly_once(width, height, block):
+    from terralearn.geo.tiling import block_windows
+
+    seen = np.zeros((height, width), int)
+    for w in block_windows(width, height, block):
+        seen[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width] += 1
+    assert (seen == 1).all()

@@ -21,7 +21,7 @@ from terralearn.config import UNLABELLED, CheckConfig
 from terralearn.errors import ConfigError, LabelError
 from terralearn.geo.grid import Grid, bounds_intersection, window_of_bounds
 from terralearn.geo.split import block_split_window, split_blocks, split_polygons
-from terralearn.geo.tiling import TileGrid
+from terralearn.geo.tiling import block_windows
 from terralearn.io.raster import LabelRaster, RasterInfo, RasterStack, describe_raster
 from terralearn.io.vector import is_vector_path, read_vector
 
@@ -289,8 +289,7 @@ class RasterLabels:
 def raster_label_values(source: LabelRaster, grid: Grid, block: int = 1024) -> dict:
     """Distinct labelled values of a classified raster and their pixel counts (streamed)."""
     counts: dict = {}
-    tiles = TileGrid(grid.width, grid.height, min(block, grid.width), min(block, grid.height), block, block)
-    for win in tiles.windows():
+    for win in block_windows(grid.width, grid.height, block):
         raw, labelled = source.read(win)
         vals, n = np.unique(raw[labelled], return_counts=True)
         for v, c in zip(vals.tolist(), n.tolist(), strict=True):
@@ -362,9 +361,7 @@ def take_census(stack: RasterStack, labels, block: int = 1024, progress=None) ->
     on_nodata = np.zeros(n, dtype=np.int64)
     area = labels.bounds_window()
     if area is not None:
-        tiles = TileGrid(int(area.width), int(area.height), min(block, int(area.width)), min(block, int(area.height)),
-                         block, block)  # fmt: skip
-        for win in tiles.windows():
+        for win in block_windows(int(area.width), int(area.height), block):
             win = Window(win.col_off + area.col_off, win.row_off + area.row_off, win.width, win.height)
             cls, split, _ = labels.read(win)
             lab = cls != UNLABELLED

@@ -98,3 +98,14 @@ def suggest_tile_size(median_polygon_px: float, raster_min_side: int) -> int:
     while size > raster_min_side and size > 1:
         size //= 2
     return max(size, 1)
+
+
+def block_windows(width: int, height: int, block: int = 1024) -> Iterator[Window]:
+    """Non-overlapping windows of at most ``block`` pixels a side covering a grid exactly once.
+
+    For counting and streaming passes (unlike chip tiles, the last windows are smaller, not
+    shifted back, so no pixel is seen twice).
+    """
+    for row in range(0, height, block):
+        for col in range(0, width, block):
+            yield Window(col, row, min(block, width - col), min(block, height - row))

@@ -1,0 +1,83 @@
+"""`terralearn evaluate`: accuracy of a classified map against reference data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from terralearn.cli._common import Debug, Workspace, console, handle_errors, progress_bar
+from terralearn.config import EvaluateConfig
+from terralearn.errors import ConfigError
+from terralearn.evaluate import evaluate as run_evaluate
+from terralearn.runs import resolve_workspace
+
+_help = {name: f.description for name, f in EvaluateConfig.model_fields.items()}
+
+
+def parse_bands(text: str | None) -> list[int] | None:
+    """'3,2,1' -> [3, 2, 1]; None or '' -> None."""
+    if not text or not text.strip():
+        return None
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",")]
+    except ValueError:
+        raise ConfigError(
+            f"--rgb-bands {text!r} is not a list of band numbers.",
+            "Give three 1-based band numbers separated by commas, e.g. --rgb-bands 3,2,1.",
+        ) from None
+
+
+def _score(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+@handle_errors
+def evaluate(
+    prediction: Annotated[Path, typer.Option("--prediction", "-p", help=_help["prediction"])],
+    reference: Annotated[Path, typer.Option("--reference", "-r", help=_help["reference"])],
+    out: Annotated[Path, typer.Option("--out", "-o", help=_help["out"])],
+    class_field: Annotated[str | None, typer.Option("--class-field", help=_help["class_field"])] = None,
+    image: Annotated[
+        list[Path] | None, typer.Option("--image", help=_help["image"] + " Repeat for more rasters.")
+    ] = None,
+    rgb_bands: Annotated[
+        str | None,
+        typer.Option(
+            "--rgb-bands", help=_help["rgb_bands"] + " E.g. 3,2,1 (default: bands named red/green/blue, else 1,2,3)."
+        ),
+    ] = None,
+    no_area_adjusted: Annotated[
+        bool, typer.Option("--no-area-adjusted", help="Skip the area-adjusted estimates (Olofsson et al. 2014).")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=_help["overwrite"])] = False,
+    workspace: Workspace = None,
+    debug: Debug = False,
+) -> None:
+    """Accuracy assessment of a classified map: confusion matrix, scores, area-adjusted areas, HTML report."""
+    config = EvaluateConfig.build(
+        prediction=prediction, reference=reference, class_field=class_field, out=out, image=list(image or []),
+        rgb_bands=parse_bands(rgb_bands), area_adjusted=not no_area_adjusted, overwrite=overwrite,
+    )  # fmt: skip
+    bar, update = progress_bar("Evaluating map")
+    with bar:
+        result = run_evaluate(config, progress=update, workspace=resolve_workspace(workspace))
+    m = result.metrics
+    for w in result.warnings:
+        console.print(f"[yellow]Warning:[/] {w['message']}", highlight=False)
+    console.print(
+        f"Overall accuracy {_score(m['overall_accuracy'])}, kappa {_score(m['kappa'])}, mean IoU "
+        f"{_score(m['mean_iou'])} on {m['reference_pixels']:,} reference pixels ({m['reference_kind']}).",
+        highlight=False,
+    )
+    aa = m.get("area_adjusted")
+    if aa and aa.get("overall_accuracy") is not None:
+        ci = aa.get("overall_accuracy_ci")
+        console.print(
+            f"Area-adjusted overall accuracy {_score(aa['overall_accuracy'])}"
+            + (f" ± {_score(ci)} (95 % CI)." if ci is not None else "."),
+            highlight=False,
+        )
+    console.print(f"Metrics: {result.metrics_json}", highlight=False)
+    console.print(f"Report: {result.report}", highlight=False)
