@@ -117,3 +117,25 @@ def test_landsat_training_beats_the_random_forest(shared_data, tmp_path):
     assert result.metrics["accuracy"] > result.baseline["accuracy"]
     html = result.report.read_text()
     assert "random forest" in html.lower() and "report" in html.lower()
+
+    # stages 3 and 4: classify the whole stack, evaluate on the held-out polygons, against the forest's map
+    import rasterio
+
+    from terralearn.classify import classify
+    from terralearn.config import ClassifyConfig, EvaluateConfig
+    from terralearn.evaluate import evaluate
+    from terralearn.runs import Registry
+
+    raster = folder / "LE70220491999322EDC01_stack.gtif"
+    forest = train(TrainConfig.build(chips=chips, out=tmp_path / "rf", model="random_forest"), workspace=tmp_path)
+    scores = {}
+    for name, package in (("unet", result.package), ("forest", forest.package)):
+        mapped = classify(ClassifyConfig.build(model=package, rasters=[raster], out=tmp_path / f"{name}.tif"))
+        with rasterio.open(mapped.out) as m, rasterio.open(raster) as src:
+            assert (m.crs, m.transform, m.shape) == (src.crs, src.transform, src.shape)
+        assessed = evaluate(EvaluateConfig.build(prediction=mapped.out, reference=chips / "validation.gpkg",
+                                                 class_field="class_value", out=tmp_path / f"eval_{name}"),
+                            workspace=tmp_path)  # fmt: skip
+        scores[name] = assessed.metrics["overall_accuracy"]
+    assert scores["unet"] >= 0.9 and scores["unet"] > scores["forest"]
+    assert Registry(tmp_path).run(result.run_id)["eval_accuracy"] == pytest.approx(scores["unet"])

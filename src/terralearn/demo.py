@@ -1,8 +1,8 @@
 """The main job on the built-in sample: every stage of the workflow, one after the other.
 
 Sample scene -> pre-flight checks -> chip export -> training (U-Net with the random-forest
-baseline) -> report. Later stages (classify, evaluate) are added here as they land, so
-`terralearn demo` always runs the whole workflow that exists.
+baseline) -> training report -> classification of the whole scene -> evaluation of the map
+against the full truth map (the sample's only: real users evaluate against held-out polygons).
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from terralearn.checks import Finding
-from terralearn.config import ExportConfig, TrainConfig
+from terralearn.classify import ClassifyResult, classify
+from terralearn.config import ClassifyConfig, EvaluateConfig, ExportConfig, TrainConfig
+from terralearn.evaluate import EvalResult, evaluate
 from terralearn.export import ExportResult, export
 from terralearn.sample import SampleScene, make_sample
 from terralearn.train import TrainResult, train
@@ -28,6 +30,8 @@ class DemoResult:
     findings: list[Finding]
     export: ExportResult
     train: TrainResult | None = None
+    classify: ClassifyResult | None = None
+    evaluate: EvalResult | None = None
 
 
 def run_demo(
@@ -47,4 +51,11 @@ def run_demo(
                           name="demo unet-resnet18"),
         workspace=workspace, on_epoch=on_epoch,
     )  # fmt: skip
-    return DemoResult(folder, scene, result.findings, result, trained)
+    mapped = classify(ClassifyConfig.build(model=trained.package, rasters=[scene.raster], out=folder / "map.tif",
+                                           overwrite=True), progress=progress)  # fmt: skip
+    assessed = evaluate(
+        EvaluateConfig.build(prediction=mapped.out, reference=scene.truth, out=folder / "evaluation",
+                             image=[scene.raster], rgb_bands=[5, 4, 3], overwrite=True),
+        workspace=workspace,
+    )  # fmt: skip
+    return DemoResult(folder, scene, result.findings, result, trained, mapped, assessed)

@@ -23,7 +23,7 @@ def demo(
     workspace: Workspace = None,
     debug: Debug = False,
 ) -> None:
-    """Run the workflow on the built-in sample: sample scene, checks, chips, training, report."""
+    """Run the workflow on the built-in sample: scene, checks, chips, training, report, map, evaluation."""
     registry = Registry(workspace)
     folder = out or registry.root / "demo"
     bar, update = progress_bar("Exporting chips")
@@ -45,6 +45,11 @@ def demo(
         f"Dice {tr.metrics['dice']:.3f}, mIoU {tr.metrics['mean_iou']:.3f}; random forest "
         f"{tr.baseline['accuracy']:.1%} / mIoU {tr.baseline['mean_iou']:.3f})\n"
         f"[bold]Report[/]        {tr.report}\n"
+        f"[bold]Map[/]           {result.classify.out}  (QGIS style {result.classify.qml.name}; "
+        f"{result.classify.seconds:.1f} s)\n"
+        f"[bold]Evaluation[/]    {result.evaluate.report}  (whole map against the truth: overall accuracy "
+        f"{result.evaluate.metrics['overall_accuracy']:.1%}, kappa {result.evaluate.metrics['kappa']:.3f}, "
+        f"mIoU {result.evaluate.metrics['mean_iou']:.3f})\n"
         f"[bold]Registry[/]      {registry.path}  (terralearn runs --workspace {registry.root})",
         highlight=False,
     )
