@@ -54,6 +54,9 @@ def to_cog(src: Path, dst: Path, resampling: str = "NEAREST") -> None:
     with atomic_file(Path(dst)) as tmp:
         gdal_copy(str(src), str(tmp), driver="COG", COMPRESS="DEFLATE", OVERVIEW_RESAMPLING=resampling,
                   BLOCKSIZE=256, BIGTIFF="IF_SAFER")  # fmt: skip
+        # GDAL keeps what a TIFF cannot hold (an attribute table of the source) in a side-car named after the
+        # temporary file; the map's own side-car is written afterwards, so drop this one.
+        Path(str(tmp) + ".aux.xml").unlink(missing_ok=True)
 
 
 def validate_cog(path: Path) -> tuple[bool, list[str]]:
