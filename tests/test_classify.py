@@ -112,6 +112,7 @@ def test_existing_output_needs_overwrite(package, tmp_path):
     with pytest.raises(OutputExistsError):
         run(package, [src], tmp_path / "map.tif")
     assert run(package, [src], tmp_path / "map.tif", overwrite=True).out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "map.qml", "map.tif", "map.tif.aux.xml"]
 
 
 def test_seamless_across_tile_sizes(package, tmp_path):
