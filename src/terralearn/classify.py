@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import rasterio
 import shapely
 import torch
 from rasterio.features import rasterize
@@ -44,7 +45,7 @@ from terralearn.io.maps import (
     write_attribute_table,
     write_qml,
 )
-from terralearn.io.raster import RUN_TAG, RasterStack
+from terralearn.io.raster import RUN_TAG, RasterStack, describe_raster
 from terralearn.io.vector import read_vector
 from terralearn.models.forest import predict_proba
 from terralearn.models.loader import LoadedModel, load_model
@@ -96,6 +97,7 @@ class Predictor:
             self.net = self.net.half()
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
+        """Logits from ONNX Runtime, probabilities from torch (softmax there is multi-threaded)."""
         if self.session is not None:
             h, w = x.shape[-2:]
             ph, pw = self.padded[0] - h, self.padded[1] - w
@@ -107,7 +109,7 @@ class Predictor:
             t = torch.from_numpy(x).to(self.device)
             if self.half:
                 t = t.half()
-            return self.net(t).float().cpu().numpy()
+            return torch.softmax(self.net(t).float(), dim=1).cpu().numpy()
 
     def _proba(self, x: np.ndarray) -> np.ndarray:
         if self.loaded.forest is not None:
@@ -115,9 +117,11 @@ class Predictor:
             pixels = np.moveaxis(x, 1, -1).reshape(-1, c)
             p = predict_proba(self.loaded.forest, pixels)
             return np.moveaxis(p.reshape(b, h, w, -1), -1, 1)
-        logits = self._logits(np.ascontiguousarray(x, dtype=np.float32))
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
+        out = self._logits(np.ascontiguousarray(x, dtype=np.float32))
+        if self.session is None:
+            return out  # the torch path returns probabilities already
+        out -= out.max(axis=1, keepdims=True)
+        e = np.exp(out)
         return e / e.sum(axis=1, keepdims=True)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -167,6 +171,21 @@ def check_bands(card: dict, stack: RasterStack, config: ClassifyConfig) -> None:
         )
 
 
+def gdal_cache_mb(rasters) -> int:
+    """GDAL's block cache for a streamed pass: a few strips of blocks, not 5 % of RAM.
+
+    GDAL's default keeps every decompressed input block up to 5 % of RAM, so memory would grow with
+    the raster up to that size; two rows of 512-px blocks of every band are enough for a strip reader.
+    """
+    width = bands = 0
+    for path in rasters:
+        info = describe_raster(path)
+        width = max(width, info.grid.width)
+        bands += info.count
+    need = 2 * 512 * width * bands * 8 / 2**20
+    return int(min(1024, max(64, need)))
+
+
 def default_tile(card: dict) -> int:
     """The training chip size: a network sees the same context (and the same borders) as in training.
 
@@ -188,7 +207,10 @@ def classify(config: ClassifyConfig, progress: Progress | None = None) -> Classi
     loaded = load_model(config.model)
     card = loaded.card
     warnings: list[str] = []
-    with RasterStack(config.rasters, config.resampling) as stack:
+    with (
+        rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(config.rasters)),
+        RasterStack(config.rasters, config.resampling) as stack,
+    ):
         grid = stack.grid
         if grid.is_rotated or grid.is_south_up:
             raise RasterError(
@@ -302,8 +324,9 @@ def _run(stack, grid, rows, cols, th, tw, mean, std, weights, predictor, k, supp
                     acc[:, ro : ro + th, int(c) : int(c) + tw] += p * weights
                     wsum[ro : ro + th, int(c) : int(c) + tw] += weights
             final = int(rows[i + 1]) - top if i + 1 < len(rows) else acc.shape[1]
-            block = acc[:, :final] / np.maximum(wsum[:final], 1e-12)
+            block = acc[:, :final]  # weighted sums: dividing by the (positive) weight sum does not change the argmax
             if suppress:
+                block = block.copy()
                 block[suppress] = -1.0
             labels = block.argmax(axis=0).astype(np.uint8)
             ok = valid_buf[:final].copy()
@@ -313,7 +336,7 @@ def _run(stack, grid, rows, cols, th, tw, mean, std, weights, predictor, k, supp
             counts += np.bincount(labels[ok], minlength=k)[:k]
             pending_writes.append(out_pool.submit(writer.write, top, labels))
             if prob_writer:
-                prob = np.round(block.max(axis=0) * 100).astype(np.uint8)
+                prob = np.round(block.max(axis=0) / np.maximum(wsum[:final], 1e-12) * 100).astype(np.uint8)
                 prob[~ok] = NODATA
                 pending_writes.append(out_pool.submit(prob_writer.write, top, prob))
             acc, wsum, valid_buf = acc[:, final:], wsum[final:], valid_buf[final:]

@@ -32,7 +32,7 @@ class StripWriter:
         profile = dict(
             driver="GTiff", width=grid.width, height=grid.height, count=1, dtype=dtype, crs=grid.crs,
             transform=grid.transform, nodata=nodata, tiled=True, blockxsize=256, blockysize=256,
-            compress="deflate", BIGTIFF="IF_SAFER",
+            BIGTIFF="IF_SAFER",  # uncompressed: a scratch file that the COG step compresses once
         )  # fmt: skip
         self.path = Path(path)
         self._dst = rasterio.open(self.path, "w", **profile)
