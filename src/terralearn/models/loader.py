@@ -34,9 +34,11 @@ def load_model(path: Path) -> LoadedModel:
             return LoadedModel(card, forest=from_tensors(tensors))
         except ValueError as exc:
             raise PackageError(f"The forest in '{path}' is inconsistent ({exc}).", "Train it again.") from None
-    model = build_model(card["architecture"], card["backbone"], card["band_count"], len(card["classes"]))
+    with torch.device("meta"):  # no random initialisation of weights that are overwritten at once
+        model = build_model(card["architecture"], card["backbone"], card["band_count"], len(card["classes"]))
     state = {k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    missing = missing or [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if missing or unexpected:
         raise PackageError(
             f"The weights in '{path}' do not fit a {card['architecture']} / {card['backbone']} model "
