@@ -11,7 +11,7 @@ import numpy as np
 
 from terralearn.config import UNLABELLED
 from terralearn.metrics import confusion_matrix, metrics_from_confusion
-from terralearn.models.forest import ForestArrays, predict, to_tensors, train_forest
+from terralearn.models.forest import predict, train_forest
 from terralearn.train_data import TrainingData
 
 
@@ -32,7 +32,3 @@ def forest_baseline(data: TrainingData, trees: int = 100, seed: int = 0) -> dict
         else np.zeros((data.n_classes, data.n_classes), dtype=np.int64)
     )
     return {"forest": forest, "metrics": metrics_from_confusion(cm, [c["name"] for c in data.classes])}
-
-
-def forest_tensors(forest: ForestArrays) -> dict[str, np.ndarray]:
-    return to_tensors(forest)

@@ -234,6 +234,11 @@ class TrainConfig(StageConfig):
     overwrite: bool = Field(False, description="Replace the output package if it exists.")
     name: str | None = Field(None, description="A name for the run in the run table.")
 
+    @property
+    def encoder(self) -> str | None:
+        """The backbone actually used: None for models without one (tiny, random_forest)."""
+        return None if self.model in ("tiny", "random_forest") else self.backbone
+
     @model_validator(mode="after")
     def _known_augmentations(self):
         unknown = [a for a in self.augment if a not in AUGMENTATIONS]

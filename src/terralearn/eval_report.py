@@ -33,6 +33,7 @@ from terralearn.io.raster import RasterInfo, describe_raster, open_raster
 from terralearn.report import (
     _CSS,
     MAX_ANNOTATED_CLASSES,
+    WARNINGS_SECTION,
     WEAK_IOU,
     _class_table,
     _fmt,
@@ -308,7 +309,8 @@ table.aa td.n{white-space:nowrap}
 .big{font-size:1.05em}
 """
 
-_TEMPLATE = """<!DOCTYPE html>
+_TEMPLATE = (
+    """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -327,14 +329,9 @@ has a class count{% if on_nodata %}; {{ on_nodata }} reference pixel(s) on map n
 {% endfor %}</dl>
 </header>
 
-<section id="warnings">
-<h2>Warnings</h2>
-{% if warnings %}{% for w in warnings %}<div class="warning">
-{% if w.code %}<code>{{ w.code }}</code>{% endif %}<div class="msg">{{ w.message }}</div>
-{% if w.fix %}<div class="fix"><b>What to do:</b> {{ w.fix }}</div>{% endif %}
-</div>
-{% endfor %}{% else %}<p class="nowarn">No warnings.</p>{% endif %}
-</section>
+"""
+    + WARNINGS_SECTION
+    + """
 
 <section id="accuracy">
 <h2>Accuracy</h2>
@@ -412,6 +409,7 @@ at reduced resolution, in the class colours; white is nodata.</figcaption></figu
 </body>
 </html>
 """
+)
 
 _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 _PAGE = _ENV.from_string(_TEMPLATE)

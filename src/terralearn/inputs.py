@@ -7,7 +7,7 @@ validation, -1 none) and the id of the polygon or block it comes from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
@@ -347,7 +347,6 @@ class Census:
 
     class_pixels: np.ndarray  # (n_classes, 2): train, val
     nodata_labelled: np.ndarray  # (n_classes,): labelled pixels on image nodata
-    unit_pixels: dict = field(default_factory=dict)
 
     @property
     def labelled(self) -> int:

@@ -788,7 +788,18 @@ footer{margin-top:36px;color:#888;font-size:.8em}
 @media print{body{background:#fff}main{padding:0}h2{break-after:avoid}figure,table,.warning{break-inside:avoid}}
 """
 
-_TEMPLATE = """<!DOCTYPE html>
+#: The warnings section shared by the training and evaluation reports (``no_warnings`` is the empty-state text).
+WARNINGS_SECTION = """<section id="warnings">
+<h2>Warnings</h2>
+{% if warnings %}{% for w in warnings %}<div class="warning">
+{% if w.code %}<code>{{ w.code }}</code>{% endif %}<div class="msg">{{ w.message }}</div>
+{% if w.fix %}<div class="fix"><b>What to do:</b> {{ w.fix }}</div>{% endif %}
+</div>
+{% endfor %}{% else %}<p class="nowarn">{{ no_warnings | default("No warnings.") }}</p>
+{% endif %}</section>"""
+
+_TEMPLATE = (
+    """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -808,14 +819,9 @@ _TEMPLATE = """<!DOCTYPE html>
 {% endfor %}</dl>
 </header>
 
-<section id="warnings">
-<h2>Warnings</h2>
-{% if warnings %}{% for w in warnings %}<div class="warning">
-{% if w.code %}<code>{{ w.code }}</code>{% endif %}<div class="msg">{{ w.message }}</div>
-{% if w.fix %}<div class="fix"><b>What to do:</b> {{ w.fix }}</div>{% endif %}
-</div>
-{% endfor %}{% else %}<p class="nowarn">No warnings: the automatic checks found nothing to flag for this run.</p>
-{% endif %}</section>
+"""
+    + WARNINGS_SECTION
+    + """
 
 <section id="accuracy">
 <h2>Accuracy on validation data</h2>
@@ -911,6 +917,7 @@ grey pixels are unlabelled.</figcaption></figure>
 </body>
 </html>
 """
+)
 
 _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 _PAGE = _ENV.from_string(_TEMPLATE)
@@ -979,6 +986,7 @@ def write_training_report(summary: dict, out_dir: Path, samples: list[dict] | No
     settings = summary.get("settings") or {}
     html = _PAGE.render(
         css=_CSS,
+        no_warnings="No warnings: the automatic checks found nothing to flag for this run.",
         run_id="—" if summary.get("run_id") is None else summary["run_id"],
         name=summary.get("name") or "",
         status=status,

@@ -56,7 +56,7 @@ def model_card(config: TrainConfig, data: TrainingData, trainer_info: dict) -> d
     return {
         "task": "pixel_classification",
         "architecture": config.model,
-        "backbone": None if config.model in ("tiny", "random_forest") else config.backbone,
+        "backbone": config.encoder,
         "weights": trainer_info.get("weights", "none"),
         "bands": data.band_names,
         "band_count": len(data.band_names),
@@ -106,12 +106,11 @@ def train(
     data = load_training_data(config.chips, config.ignore_classes)
     m = data.chipset.manifest
     run_fields = dict(
-        name=config.name or f"{config.model}-{config.backbone}" if config.model not in ("tiny", "random_forest")
-        else config.name or config.model,
+        name=config.name or (f"{config.model}-{config.encoder}" if config.encoder else config.model),
         chip_set=str(Path(config.chips).resolve()), chip_set_fingerprint=data.chipset.fingerprint,
         bands=len(data.band_names), pixel_size=m["grid"]["pixel_size"][0],
         chip_size=config.chip_size or m["chips"]["tile_size"][0], architecture=config.model,
-        backbone=None if config.model in ("tiny", "random_forest") else config.backbone, loss=config.loss,
+        backbone=config.encoder, loss=config.loss,
         epochs_set=config.epochs if config.model != "random_forest" else None, config=config.model_dump(mode="json"),
         package=str(Path(config.out).resolve()),
     )  # fmt: skip
@@ -245,7 +244,8 @@ def _validation_samples(trainer: Trainer, data: TrainingData, n: int = 6) -> dic
 
 
 def _train_forest(config, data, registry, run_id, run_dir) -> TrainResult:
-    from terralearn.baseline import forest_baseline, forest_tensors
+    from terralearn.baseline import forest_baseline
+    from terralearn.models.forest import to_tensors
     from terralearn.review import write_run_report
 
     t0 = time.perf_counter()
@@ -257,7 +257,7 @@ def _train_forest(config, data, registry, run_id, run_dir) -> TrainResult:
     card = model_card(config, data, info)
     card["warnings"] = warnings
     card["run_id"] = run_id
-    package = save_package(config.out, forest_tensors(out["forest"]), card, overwrite=True)
+    package = save_package(config.out, to_tensors(out["forest"]), card, overwrite=True)
     registry.update_run(
         run_id, status="finished", epochs_run=0, training_seconds=seconds, model_size_mb=_size_mb(package),
         device="cpu", weights="none", per_class_iou=[c["iou"] for c in metrics["per_class"]],

@@ -92,10 +92,6 @@ def window_of_bounds(grid: Grid, bounds) -> Window | None:
     return Window(col0, row0, col1 - col0, row1 - row0)
 
 
-def bounds_area(bounds) -> float:
-    return max(0.0, bounds[2] - bounds[0]) * max(0.0, bounds[3] - bounds[1])
-
-
 def pixel_window_boxes(transform: Affine, rows, cols, height: int, width: int) -> np.ndarray:
     """Footprints (shapely boxes) of the ``height`` x ``width`` pixel windows starting at (rows, cols)."""
     rows = np.asarray(rows)

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pyogrio
-import rasterio
 import tifffile
 from affine import Affine
 from rasterio.io import MemoryFile
@@ -221,12 +220,6 @@ def read_manifest(root: Path) -> dict:
             "Export the chip set again with this version of TerraLearn.",
         )
     return manifest
-
-
-def read_chip(path: Path) -> np.ndarray:
-    """Read one chip (all bands) as an array."""
-    with rasterio.open(path) as src:
-        return src.read()
 
 
 @dataclass

@@ -8,7 +8,6 @@ table in the ``.aux.xml`` side-car (read by QGIS and ArcGIS), and a QGIS style (
 from __future__ import annotations
 
 import json
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -113,11 +112,3 @@ def write_qml(map_path: Path, classes: list[dict]) -> Path:
     text = "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + ET.tostring(qgis, encoding="unicode")
     write_text_atomic(path, text)
     return path
-
-
-def remove_quietly(path: Path) -> None:
-    p = Path(path)
-    if p.is_dir():
-        shutil.rmtree(p, ignore_errors=True)
-    elif p.exists():
-        p.unlink()

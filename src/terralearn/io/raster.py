@@ -327,13 +327,6 @@ def write_raster(
             dst.write_colormap(1, colormap)
 
 
-def read_raster(path: Path, window: Window | None = None) -> tuple[np.ndarray, RasterInfo]:
-    """Read a whole (small) raster or one window of it, with its description."""
-    info = describe_raster(path)
-    with open_raster(path) as src:
-        return src.read(window=window), info
-
-
 #: Dataset tag of a classified map holding its class table (JSON list of index/value/name/colour).
 CLASS_TABLE_TAG = "TERRALEARN_CLASSES"
 #: Dataset tag of a classified map holding the number of the training run whose model made it.
