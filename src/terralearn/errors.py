@@ -87,3 +87,15 @@ class PackageError(TerraLearnError, ValueError):
 
 class RunError(TerraLearnError, LookupError):
     """A run number that the registry does not know, or a run that cannot be resumed."""
+
+
+class WorkspacePathError(TerraLearnError, PermissionError):
+    """A path given to the web app points outside the workspace or at something that is not there."""
+
+
+class UploadError(TerraLearnError, ValueError):
+    """An uploaded file is too large, of a type TerraLearn does not read, or not what its name says."""
+
+
+class JobError(TerraLearnError, RuntimeError):
+    """A background job cannot be started, cancelled or resumed as asked."""
