@@ -169,6 +169,21 @@ class Registry:
             return [dict(r) for r in con.execute("SELECT * FROM chipsets ORDER BY id")]
 
 
+def compare_runs(a: dict, b: dict) -> list[dict]:
+    """Two runs side by side: one row per column with both values and, for numbers, b - a."""
+    rows = []
+    for key in [*RUN_COLUMNS, "loss", "weights"]:
+        if key == "id":
+            continue
+        va, vb = a.get(key), b.get(key)
+        diff = None
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (va, vb))
+        if numeric and key != "chip_size":
+            diff = vb - va
+        rows.append({"key": key, "a": va, "b": vb, "diff": diff})
+    return rows
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 

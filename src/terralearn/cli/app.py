@@ -15,6 +15,7 @@ from terralearn.cli.report import report
 from terralearn.cli.runs import app as runs_app
 from terralearn.cli.sample import sample
 from terralearn.cli.train import train
+from terralearn.cli.ui import ui
 
 app = typer.Typer(
     name="terralearn",
@@ -53,3 +54,4 @@ app.command("classify", help="Classify whole rasters with a model package into a
 app.command("evaluate", help="Accuracy of a classified map against reference data: scores, areas with CIs, report.")(
     evaluate
 )
+app.command("ui", help="Open the no-code web app on the workspace (the whole workflow in a browser).")(ui)

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from terralearn.cli._common import Debug, Workspace, console, handle_errors
-from terralearn.runs import RUN_COLUMNS, Registry
+from terralearn.runs import RUN_COLUMNS, Registry, compare_runs
 
 app = typer.Typer(help="The run table: every training run of the workspace.", no_args_is_help=False)
 
@@ -98,11 +98,8 @@ def compare(
     table.add_column(f"run {a}")
     table.add_column(f"run {b}")
     table.add_column("b - a")
-    for key in [*RUN_COLUMNS, "loss", "weights"]:
-        if key == "id":
-            continue
-        diff = ""
-        if isinstance(ra.get(key), (int, float)) and isinstance(rb.get(key), (int, float)) and key != "chip_size":
-            diff = f"{rb[key] - ra[key]:+.3f}" if isinstance(ra[key], float) else f"{rb[key] - ra[key]:+d}"
-        table.add_row(key.replace("_", " "), _fmt(key, ra.get(key)), _fmt(key, rb.get(key)), diff)
+    for row in compare_runs(ra, rb):
+        key, diff = row["key"], row["diff"]
+        shown = "" if diff is None else (f"{diff:+.3f}" if isinstance(diff, float) else f"{diff:+d}")
+        table.add_row(key.replace("_", " "), _fmt(key, row["a"]), _fmt(key, row["b"]), shown)
     console.print(table)
