@@ -48,6 +48,10 @@ STEPS = [
 ]
 Stage = Literal["check", "export", "train", "classify", "evaluate"]
 JobStage = Literal["export", "train", "classify", "evaluate"]
+#: Record numbers (jobs, runs): positive and small enough for SQLite.
+Id = Annotated[int, PathParam(ge=1, le=2**53, description="Record number")]
+QueryId = Annotated[int, Query(ge=1, le=2**53, description="Run number")]
+TileIndex = Annotated[int, PathParam(ge=-(2**31), le=2**31)]
 
 
 class FormValues(BaseModel):
@@ -124,7 +128,7 @@ def create_app(workspace: Path | str, *, host: str = "127.0.0.1", token: str | N
                           response_class=HTMLResponse)  # fmt: skip
 
     @app.get("/jobs/{job_id}", include_in_schema=False, response_class=HTMLResponse)
-    def job_page(request: Request, job_id: int):
+    def job_page(request: Request, job_id: Id):
         return page(request, "job")
 
     @app.get("/files/{path:path}", include_in_schema=False)
@@ -190,7 +194,12 @@ def create_app(workspace: Path | str, *, host: str = "127.0.0.1", token: str | N
         return {**info, "kind": kind, "legend": _render(render.legend, target) if kind == "map" else []}
 
     @app.get("/api/tiles/{z}/{x}/{y}.png", tags=["map"], response_class=Response)
-    def tile(z: Annotated[int, PathParam(ge=0, le=30)], x: int, y: int, path: Annotated[str, Query(max_length=1024)]):
+    def tile(
+        z: Annotated[int, PathParam(ge=0, le=30)],
+        x: TileIndex,
+        y: TileIndex,
+        path: Annotated[str, Query(max_length=1024)],
+    ):
         """One 256x256 tile of a raster in its own pixel grid (transparent outside it)."""
         target = files.resolve(path)
         data = _render(render.tile_png, target, z, x, y)
@@ -277,13 +286,13 @@ def create_app(workspace: Path | str, *, host: str = "127.0.0.1", token: str | N
         return {"jobs": [{k: v for k, v in j.items() if k != "log"} for j in rows]}
 
     @app.get("/api/jobs/{job_id}", tags=["jobs"])
-    def get_job(job_id: int) -> dict:
+    def get_job(job_id: Id) -> dict:
         """One job: status, progress, log, outputs."""
         jobs.reap()
         return store.get(job_id)
 
     @app.post("/api/jobs/{job_id}/cancel", tags=["jobs"])
-    def cancel(job_id: int) -> dict:
+    def cancel(job_id: Id) -> dict:
         """Stop a job. Training keeps the best model so far; nothing half-written is left."""
         return jobs.cancel_job(root, job_id)
 
@@ -301,13 +310,13 @@ def create_app(workspace: Path | str, *, host: str = "127.0.0.1", token: str | N
         return {"runs": rows}
 
     @app.get("/api/runs/compare", tags=["runs"])
-    def compare(a: int, b: int) -> dict:
+    def compare(a: QueryId, b: QueryId) -> dict:
         """Two runs side by side with the difference of their scores."""
         registry = Registry(root)
         return {"a": a, "b": b, "rows": compare_runs(registry.run(a), registry.run(b))}
 
     @app.post("/api/runs/{run_id}/resume", tags=["runs"], status_code=202, response_model=JobStarted)
-    def resume(run_id: int):
+    def resume(run_id: Id):
         """Continue an interrupted training run from its last checkpoint, as a job."""
         return {"id": jobs.resume_training(root, run_id)}
 
