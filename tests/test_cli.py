@@ -187,6 +187,7 @@ def test_demo_runs_the_workflow_on_the_sample(tmp_path):
     assert result.exit_code == 0, text
     assert (tmp_path / "demo" / "chips" / "manifest.json").exists()
     assert "split by polygons" in text and "terralearn.db" in text
+    assert f"terralearn ui --workspace {tmp_path}" in text  # how to open the same workspace in the browser
     from terralearn.runs import Registry
 
     rows = Registry(tmp_path).chipsets()
@@ -219,3 +220,38 @@ def test_train_runs_report_and_onnx_commands(scene, tmp_path):
     assert_clean_error(result, text, "Run 1 is finished", "new run")
     result, text = invoke("report", 99, "--workspace", ws)
     assert_clean_error(result, text, "no run 99", "terralearn runs")
+
+
+def test_ui_refuses_the_network_without_the_explicit_flag(tmp_path):
+    result, text = invoke("ui", "--host", "0.0.0.0", "--workspace", tmp_path)
+    assert_clean_error(result, text, "0.0.0.0", "--allow-remote")
+
+
+def test_ui_serves_the_app_and_prints_its_address(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "terralearn", "ui", "--workspace", str(tmp_path), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={"COLUMNS": "200",
+                            **__import__("os").environ})  # fmt: skip
+    try:
+        deadline, body = time.time() + 60, None
+        while time.time() < deadline and body is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=2) as r:
+                    body = json.loads(r.read())
+            except OSError:
+                time.sleep(0.3)
+        assert body is not None and body["workspace"] == str(tmp_path.resolve())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/data", timeout=5) as r:
+            assert "Data" in r.read().decode()
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    assert f"http://localhost:{port}/" in out

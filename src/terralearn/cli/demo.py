@@ -50,6 +50,8 @@ def demo(
         f"[bold]Evaluation[/]    {result.evaluate.report}  (whole map against the truth: overall accuracy "
         f"{result.evaluate.metrics['overall_accuracy']:.1%}, kappa {result.evaluate.metrics['kappa']:.3f}, "
         f"mIoU {result.evaluate.metrics['mean_iou']:.3f})\n"
-        f"[bold]Registry[/]      {registry.path}  (terralearn runs --workspace {registry.root})",
+        f"[bold]Registry[/]      {registry.path}  (terralearn runs --workspace {registry.root})\n"
+        f"[bold]In a browser[/]  terralearn ui --workspace {registry.root}  (the same workflow, no code: "
+        "open the address it prints)",
         highlight=False,
     )

@@ -78,7 +78,8 @@ def create_app(workspace: Path | str, *, host: str = "127.0.0.1", token: str | N
         store.recover()
         yield
 
-    app = FastAPI(title="TerraLearn", version=__version__, lifespan=lifespan,
+    # no /docs or /redoc: FastAPI serves those from a CDN; the schema itself is at /openapi.json
+    app = FastAPI(title="TerraLearn", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Local no-code app: check, export, train, classify, evaluate.")  # fmt: skip
     app.state.files, app.state.guard, app.state.store = files, guard, store
     install(app, guard)
