@@ -39,6 +39,18 @@ def chips(scene, tmp_path_factory):
     return out
 
 
+def long_training(chips, tmp_path, epochs_done: int):
+    """Start a 400-epoch training job and return once it has run ``epochs_done`` epochs."""
+    config = TrainConfig.build(chips=chips, out=tmp_path / "pkg", model="tiny", epochs=400, patience=0,
+                               baseline=False, learning_rate=0.01)  # fmt: skip
+    job_id = jobs.start_job(tmp_path, "train", config)
+    store = jobs.JobStore(tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and (store.get(job_id)["progress"].get("done") or 0) < epochs_done:
+        time.sleep(0.1)
+    return job_id, store
+
+
 def test_two_jobs_at_once_in_worker_processes(scene, tmp_path):
     """Two exports run together in their own processes; both finish and the registry stays whole."""
     ids = [jobs.start_job(tmp_path, "export", export_settings(scene, tmp_path / f"chips-{i}")) for i in (1, 2)]
@@ -85,13 +97,7 @@ def test_training_job_reports_epochs_curves_and_time_left(chips, tmp_path):
 
 
 def test_cancel_keeps_the_best_model_and_the_run_resumes(chips, tmp_path):
-    config = TrainConfig.build(chips=chips, out=tmp_path / "pkg", model="tiny", epochs=400, patience=0,
-                               baseline=False, learning_rate=0.01)  # fmt: skip
-    job_id = jobs.start_job(tmp_path, "train", config)
-    store = jobs.JobStore(tmp_path)
-    deadline = time.time() + 120
-    while time.time() < deadline and (store.get(job_id)["progress"].get("done") or 0) < 2:
-        time.sleep(0.1)
+    job_id, store = long_training(chips, tmp_path, epochs_done=2)
     jobs.cancel_job(tmp_path, job_id)
     job = jobs.wait(tmp_path, job_id, timeout=60)
     assert job["status"] == "cancelled" and job["resumable"]
@@ -134,13 +140,7 @@ def test_jobs_whose_worker_died_are_marked_interrupted(tmp_path):
 
 
 def test_a_killed_training_worker_leaves_an_interrupted_resumable_job(chips, tmp_path):
-    config = TrainConfig.build(chips=chips, out=tmp_path / "pkg", model="tiny", epochs=400, patience=0,
-                               baseline=False, learning_rate=0.01)  # fmt: skip
-    job_id = jobs.start_job(tmp_path, "train", config)
-    store = jobs.JobStore(tmp_path)
-    deadline = time.time() + 120
-    while time.time() < deadline and (store.get(job_id)["progress"].get("done") or 0) < 1:
-        time.sleep(0.1)
+    job_id, store = long_training(chips, tmp_path, epochs_done=1)
     os.kill(store.get(job_id)["pid"], signal.SIGKILL)
     job = jobs.wait(tmp_path, job_id, timeout=30)
     assert job["status"] == "interrupted" and job["resumable"] and job["run_id"] == 1

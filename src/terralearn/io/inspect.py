@@ -21,6 +21,7 @@ from terralearn.errors import ChipSetError, InputFileError
 from terralearn.io.chips import read_manifest
 from terralearn.io.package import CARD
 from terralearn.io.raster import describe_raster, open_raster, read_class_table
+from terralearn.io.vector import unreadable_vector
 from terralearn.io.workspace import detect_kind
 
 #: Fields with at most this many distinct values get them listed (candidate class fields).
@@ -215,12 +216,7 @@ def describe_vector(path: Path, layer: str | None = None) -> dict:
     except InputFileError:
         raise
     except Exception as exc:  # pyogrio raises several error types for unreadable data
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise InputFileError(
-            f"'{path}' could not be read as a vector layer ({first}).",
-            "Give a GeoPackage, a shapefile (with its .shx/.dbf/.prj) or GeoJSON; if it is one, it may be truncated "
-            "or damaged: export it again from your GIS.",
-        ) from None
+        raise unreadable_vector(path, exc) from None
     field_rows = []
     for field, dtype in zip(fields, dtypes, strict=True):
         row = {"name": field, "type": dtype, "distinct": None, "n_distinct": None}

@@ -29,12 +29,17 @@ def read_vector(path: Path, layer: str | None = None) -> gpd.GeoDataFrame:
         source = f"zip://{path}" if path.suffix.lower() == ".zip" else path
         return gpd.read_file(source, layer=layer, engine="pyogrio")
     except Exception as exc:  # pyogrio raises several error types for unreadable data
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise InputFileError(
-            f"'{path}' could not be read as a vector layer ({first}).",
-            "Give a GeoPackage, shapefile (with its .shx/.dbf/.prj) or GeoJSON file; if it is one, it may be "
-            "truncated or corrupt: export it again from your GIS.",
-        ) from None
+        raise unreadable_vector(path, exc) from None
+
+
+def unreadable_vector(path: Path, exc: Exception) -> InputFileError:
+    """The error for a vector file GDAL/OGR cannot read, quoting its first line."""
+    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    return InputFileError(
+        f"'{path}' could not be read as a vector layer ({first}).",
+        "Give a GeoPackage, shapefile (with its .shx/.dbf/.prj) or GeoJSON file; if it is one, it may be "
+        "truncated or corrupt: export it again from your GIS.",
+    )
 
 
 def write_vector(gdf: gpd.GeoDataFrame, path: Path, layer: str | None = None) -> None:
