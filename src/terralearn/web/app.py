@@ -172,7 +172,10 @@ def create_app(workspace: Path | str, *, host: str = "127.0.0.1", token: str | N
     def find(kinds: Annotated[str, Query(max_length=200, description="Comma-separated kinds")] = "raster") -> dict:
         """Workspace items of the given kinds (for the pickers), newest first."""
         wanted = {k.strip() for k in kinds.split(",") if k.strip()}
-        return {"items": files.find(wanted)}
+        items = files.find(wanted)
+        folders = {i["path"] for i in items if i["kind"] == "package" and i.get("is_dir")}
+        # a package folder and the zip written next to it are one model: offer the folder
+        return {"items": [i for i in items if not (i["path"].endswith(".zip") and i["path"][:-4] in folders)]}
 
     @app.get("/api/describe", tags=["workspace"])
     def describe(path: Annotated[str, Query(max_length=1024)]) -> dict:

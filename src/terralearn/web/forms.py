@@ -63,6 +63,25 @@ SUGGESTIONS = {
     "backbone": ["resnet18", "resnet34", "resnet50", "mobilenet_v2", "efficientnet-b0", "mit_b0"],
 }
 HIDDEN = {"schema_version"}
+#: Labels that the field name does not spell well.
+LABELS = {
+    "tta": "Test-time augmentation",
+    "aoi": "Area of interest",
+    "out": "Output name",
+    "rasters": "Rasters (in stacking order)",
+    "tile_size_x": "Tile width (px)",
+    "tile_size_y": "Tile height (px)",
+    "stride_x": "Stride x (px)",
+    "stride_y": "Stride y (px)",
+    "tile_size": "Tile size (px)",
+    "overlap": "Overlap (px)",
+    "val_fraction": "Validation fraction",
+    "rgb_bands": "RGB bands",
+    "image": "Image shown with the map",
+    "model": "Model",
+    "backend": "Inference backend",
+    "cog": "Cloud-Optimized GeoTIFF",
+}
 #: The check page also takes the split settings of the export it prepares.
 CHECK_EXTRAS = ("split", "val_fraction", "seed", "block_size")
 
@@ -91,7 +110,7 @@ def field_spec(stage: str, name: str, info: FieldInfo) -> dict:
     origin = typing.get_origin(inner)
     spec: dict = {
         "name": name,
-        "label": name.replace("_", " ").capitalize(),
+        "label": LABELS.get(name, name.replace("_", " ").capitalize()),
         "help": info.description or "",
         "required": info.is_required(),
         "optional": optional,
