@@ -61,16 +61,37 @@ function fmt(v, digits = 3) {
 const pct = (v) => (v === null || v === undefined ? "–" : (100 * v).toFixed(1) + " %");
 function duration(s) {
   if (s === null || s === undefined || !isFinite(s)) return "";
+  if (s < 9.95) return `${s.toFixed(1)} s`;
   s = Math.round(s);
   if (s < 60) return `${s} s`;
   const m = Math.floor(s / 60);
   return m < 60 ? `${m} min ${s % 60} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+/* Replace an element's children; null, undefined and false are left out and arrays flattened (unlike replaceChildren). */
+function put(el, ...children) {
+  el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false)
+    .map((c) => (c instanceof Node ? c : document.createTextNode(String(c)))));
+  return el;
 }
 function errorBox(err) {
   const body = err.body || {};
   return h("div", { class: "error-box", role: "alert" },
     h("div", {}, body.error || err.message),
     body.fix ? h("div", { class: "fix" }, "Fix: " + body.fix) : null);
+}
+/* A time stamp of the server (ISO, UTC) in this computer's time: "2026-11-21 19:10". */
+function when(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  if (isNaN(d)) return iso;
+  const p2 = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p2(d.getMonth() + 1)}-${p2(d.getDate())} ${p2(d.getHours())}:${p2(d.getMinutes())}`;
+}
+/* How long a job took, from its start and end stamps (whole seconds). */
+function took(job) {
+  if (!job.started || !job.finished) return "";
+  const s = Math.round((new Date(job.finished) - new Date(job.started)) / 1000);
+  return s < 1 ? "under 1 s" : s < 10 ? `${s} s` : duration(s);
 }
 function card(title, ...children) {
   return h("section", { class: "card" }, title ? h("h2", {}, title) : null, ...children);
@@ -109,11 +130,22 @@ async function buildForm(stage, container, { submitLabel, onSubmit, prefill = {}
   container.append(form);
 
   for (const f of spec.fields) {
-    const w = await makeWidget(f, saved[f.name], spec.output, () => schedule());
+    // the image shown under a map defaults to the rasters picked for the export
+    const value = saved[f.name] ?? (f.name === "image" ? saved.rasters : undefined);
+    const w = await makeWidget(f, value, spec.output, () => schedule());
     widgets[f.name] = w;
     (f.basic ? basic : more).append(w.el);
   }
   for (const w of Object.values(widgets)) if (w.bind) w.bind(widgets);
+  // models without an encoder (tiny, random_forest) ignore the backbone: say so instead of showing it as used
+  const modelSel = form.querySelector("#f-model");
+  if (modelSel && modelSel.tagName === "SELECT" && widgets.backbone) {
+    const note = h("div", { class: "unused-note" }, "Not used by this model.");
+    widgets.backbone.el.append(note);
+    const sync = () => widgets.backbone.el.classList.toggle("unused", ["tiny", "random_forest"].includes(modelSel.value));
+    modelSel.addEventListener("change", sync);
+    sync();
+  }
 
   function values() {
     const out = {};
@@ -155,20 +187,24 @@ async function buildForm(stage, container, { submitLabel, onSubmit, prefill = {}
       await onSubmit(vals, { showErrors, form });
     } catch (e) {
       if (e.body && e.body.errors) showErrors(e.body.errors);
-      else { formError.hidden = false; formError.replaceChildren(errorBox(e)); }
+      else { formError.hidden = false; put(formError, errorBox(e)); }
     } finally {
       submit.disabled = false;
-      if (spec.output !== null) {
-        const fresh = await api("GET", `/api/forms/${stage}`);
-        if (widgets.out && widgets.out.suggested && widgets.out.value() === widgets.out.suggested) {
-          widgets.out.set(fresh.output);
-        }
-        if (widgets.out) widgets.out.suggested = fresh.output;
-      }
+      await refreshOutput();
     }
   });
+  /* A fresh output name once the last one is taken, unless the user typed their own. */
+  async function refreshOutput() {
+    if (spec.output === null || !widgets.out) return;
+    try {
+      const fresh = await api("GET", `/api/forms/${stage}`);
+      if (widgets.out.suggested && widgets.out.value() === widgets.out.suggested) widgets.out.set(fresh.output);
+      widgets.out.suggested = fresh.output;
+      schedule();
+    } catch (e) { /* keep the name shown */ }
+  }
   schedule();
-  return { form, widgets, values, validate };
+  return { form, widgets, values, validate, refreshOutput };
 }
 
 async function findItems(kinds) {
@@ -190,10 +226,11 @@ async function makeWidget(f, saved, suggestedOutput, changed) {
     const items = await findItems(f.kinds);
     if (f.multiple) {
       const chosen = Array.isArray(saved) ? saved.filter((p) => items.some((i) => i.path === p)) : [];
-      if (!chosen.length && items.length && f.required) chosen.push(items[0].path);
+      // nothing picked before: the largest raster, most likely the image (a label or reference raster is small)
+      if (!chosen.length && items.length && f.required) chosen.push(items.reduce((a, b) => ((b.size || 0) > (a.size || 0) ? b : a)).path);
       const box = h("div", { class: "picks", id, role: "group", "aria-label": f.label });
       const redraw = () => {
-        box.replaceChildren();
+        put(box);
         if (!items.length) box.append(h("div", { class: "empty" }, `Nothing of this kind yet (${f.kinds.join(" or ")}). Add files on the Data page.`));
         for (const it of items) {
           const n = chosen.indexOf(it.path);
@@ -204,7 +241,7 @@ async function makeWidget(f, saved, suggestedOutput, changed) {
             if (!cb.checked && i >= 0) chosen.splice(i, 1);
             redraw(); changed(); w.onchange && w.onchange();
           });
-          box.append(h("label", {}, cb, n >= 0 ? h("span", { class: "order", title: "stacking order" }, n + 1) : null,
+          box.append(h("label", {}, cb, n >= 0 ? h("span", { class: "order", title: "stacking order" }, n + 1) : h("span", { class: "order none" }),
             h("span", {}, it.path), h("span", { class: "kind" }, it.kind)));
         }
       };
@@ -241,13 +278,13 @@ async function makeWidget(f, saved, suggestedOutput, changed) {
       if (!source) return;
       const load = async () => {
         const path = source.first && source.first();
-        sel.replaceChildren(h("option", { value: "" }, f.optional ? "(none)" : "(choose a field)"));
+        put(sel, h("option", { value: "" }, f.optional ? "(none)" : "(choose a field)"));
         if (!path) return;
         try {
           const d = await api("GET", "/api/describe?" + q({ path }));
           const fields = (d.fields || []).map((x) => x.name);
           if (!fields.length) {
-            sel.replaceChildren(h("option", { value: "" }, "(not needed for a raster)"));
+            put(sel, h("option", { value: "" }, "(not needed for a raster)"));
           }
           for (const name of fields) {
             const distinct = (d.fields.find((x) => x.name === name) || {}).distinct;
@@ -302,13 +339,18 @@ async function makeWidget(f, saved, suggestedOutput, changed) {
       : inp;
     w.value = () => (inp.value === "" && f.optional ? null : inp.value);
   }
-  wrap.append(h("label", { for: id }, f.label, f.required ? null : h("span", { class: "muted small" }, " (optional)")), input, help, error);
+  wrap.append(h("label", { for: id }, f.label, f.optional ? h("span", { class: "muted small" }, " (optional)") : null), input, help, error);
   return w;
 }
 
+/* The default pick: the held-out polygons for a reference, a vector layer for labels (a raster is more often the image). */
 function preferred(name, items) {
   if (name === "reference") {
     const v = items.find((i) => i.path.endsWith("validation.gpkg"));
+    if (v) return v.path;
+  }
+  if (name === "labels" || name === "reference") {
+    const v = items.find((i) => i.kind === "vector");
     if (v) return v.path;
   }
   return items[0].path;
@@ -316,53 +358,68 @@ function preferred(name, items) {
 
 /* ------------------------------------------------------------------ jobs */
 
+const ENDED = { finished: "Done.", cancelled: "Stopped on request:", failed: "Failed: see the message below and the log.",
+  interrupted: "Interrupted: the worker stopped (the app or the computer was restarted)." };
 const JOB_TITLES = { export: "Export", train: "Training", resume: "Training (resumed)", classify: "Classification", evaluate: "Evaluation" };
 
 function jobView(jobId, { onDone } = {}) {
   const el = h("div", { class: "job", "data-job": jobId });
   const head = h("div", { class: "job-head" });
-  const bar = h("div", { class: "progress" }, h("div", { style: "width:0%" }));
+  const bar = h("div", { class: "progress", role: "progressbar", "aria-label": "Progress" }, h("div", { style: "width:0%" }));
   const ptext = h("div", { class: "progress-text" });
   const charts = h("div", { class: "charts", hidden: true });
   const result = h("div", { class: "job-result" });
   const log = h("pre", { class: "log" });
-  const logBox = h("details", {}, h("summary", { class: "small" }, "Log"), log);
+  const logBox = h("details", { class: "log-box" }, h("summary", {}, "Log"), log);
   el.append(head, bar, ptext, charts, result, logBox);
   let finishedShown = false;
 
   async function tick() {
     let job;
     try { job = await api("GET", `/api/jobs/${jobId}`); }
-    catch (e) { el.replaceChildren(errorBox(e)); return; }
+    catch (e) { put(el, errorBox(e)); return; }
     const active = job.status === "running" || job.status === "queued";
+    const training = job.kind === "train" || job.kind === "resume";
     const stop = active ? h("button", { class: "danger", type: "button", onclick: async (ev) => {
       ev.target.disabled = true;
+      ev.target.textContent = "Stopping…";
       try { await api("POST", `/api/jobs/${jobId}/cancel`); } catch (e) { result.append(errorBox(e)); }
-    } }, job.kind === "train" || job.kind === "resume" ? "Stop (keeps the best model)" : "Stop") : null;
+    } }, training ? "Stop (keeps the best model)" : "Stop") : null;
     const resume = job.resumable && job.run_id ? h("button", { type: "button", onclick: async () => {
       try { const r = await api("POST", `/api/runs/${job.run_id}/resume`); location.href = `/jobs/${r.id}`; }
       catch (e) { result.append(errorBox(e)); }
     } }, "Resume training") : null;
-    head.replaceChildren(
-      h("strong", {}, `${JOB_TITLES[job.kind] || job.kind} · job ${job.id}`),
+    put(head,
+      h("strong", {}, JOB_TITLES[job.kind] || job.kind),
       h("span", { class: `badge ${job.status}` }, job.status.replace("_", " ")),
-      job.run_id ? h("a", { href: "/runs" }, `run ${job.run_id}`) : null,
-      h("a", { class: "small", href: `/jobs/${job.id}` }, "job page"), stop, resume);
+      h("span", { class: "muted small" }, h("a", { href: `/jobs/${job.id}` }, `job ${job.id}`),
+        job.run_id ? [" · ", h("a", { href: "/runs" }, `run ${job.run_id}`)] : null,
+        job.started ? ` · started ${when(job.started)}` : null),
+      h("span", { class: "spacer" }), stop, resume);
     const p = job.progress || {};
-    const frac = p.total ? Math.min(1, p.done / p.total) : (active ? null : 1);
+    const frac = job.status === "finished" ? 1 : p.total ? Math.min(1, p.done / p.total) : (active ? null : 0);
     bar.classList.toggle("indeterminate", frac === null);
+    bar.classList.toggle("stopped", !active && job.status !== "finished");
     bar.firstChild.style.width = frac === null ? "30%" : `${(100 * frac).toFixed(1)}%`;
-    const left = active && p.eta_s ? `about ${duration(p.eta_s)} left` : "";
-    let what = p.phase || "";
-    if (p.total) what += ` · ${fmt(p.done)} / ${fmt(p.total)} ${p.unit === "epochs" ? "epochs" : p.unit || ""}`;
-    if (p.km2_total) what += ` · ${fmt(p.km2_done, 1)} / ${fmt(p.km2_total, 1)} km²`;
-    ptext.replaceChildren(h("span", {}, what), h("span", {}, left));
+    let what = p.phase || (job.status === "queued" ? "Waiting to start" : "");
+    if (training && p.history && p.history.length) {
+      what = `Epoch ${fmt(p.done)} of ${fmt(p.total)}` + (p.best_epoch ? ` · best ${active ? "so far" : "of the run"}: epoch ${p.best_epoch}` : "");
+      if (!active && job.status !== "finished") what = `${ENDED[job.status] || job.status} ${what}`;
+    } else if (!active) {
+      what = ENDED[job.status] || job.status;
+    } else if (p.total) {
+      what += ` · ${fmt(p.done)} / ${fmt(p.total)} ${p.unit || ""}`;
+      if (p.km2_total) what += ` · ${fmt(p.km2_done, 1)} / ${fmt(p.km2_total, 1)} km²`;
+    }
+    let right = active ? (p.eta_s ? `about ${duration(p.eta_s)} left` : "") : job.started && job.finished ? `took ${took(job)}` : "";
+    if (active && training && p.total && p.done >= p.total) right = "writing the model and its report…";
+    put(ptext, h("span", {}, what), h("span", { class: "eta" }, right));
     if (p.history && p.history.length) { charts.hidden = false; drawCharts(charts, p.history, p.best_epoch); }
     log.textContent = job.log || "";
     log.scrollTop = log.scrollHeight;
     if (!active && !finishedShown) {
       finishedShown = true;
-      result.replaceChildren();
+      put(result);
       if (job.error) result.append(errorBox({ body: { error: job.error, fix: job.fix } }));
       if (job.result) result.append(renderResult(job));
       refreshHeader();
@@ -374,36 +431,43 @@ function jobView(jobId, { onDone } = {}) {
   return el;
 }
 
+/* The closing row of a finished stage: its outputs, then the next step of the workflow. */
+function nextRow(links, href, label) {
+  return h("div", { class: "next-row" }, h("div", { class: "downloads" }, links),
+    h("a", { class: "button next", href }, `Next: ${label} →`));
+}
+
 function renderResult(job) {
   const r = job.result;
   const box = h("div", {});
   if (job.kind === "export") {
     box.append(h("div", { class: "metrics" },
       metric(fmt(r.chips), "chips written"), metric(fmt(r.train_chips), "for training"),
-      metric(fmt(r.val_chips), "held out for validation"), metric(duration(r.seconds), "time")),
-      h("p", {}, "Chip set: ", h("code", {}, r.out), ". ", h("a", { href: "/train" }, "Next: train a model →")));
+      metric(fmt(r.val_chips), "held out for validation")));
     if (r.findings && r.findings.length) box.append(findingsList(r.findings));
+    box.append(nextRow([h("span", { class: "muted" }, "Chip set ", h("code", {}, r.out))], "/train", "train a model"));
   } else if (job.kind === "train" || job.kind === "resume") {
     box.append(h("div", { class: "metrics" },
-      metric(pct(r.accuracy), "validation accuracy"), metric(fmt(r.mean_iou), "mean IoU"),
-      metric(fmt(r.dice), "Dice"), metric(pct(r.baseline_accuracy), "random forest baseline")));
+      metric(pct(r.accuracy), "validation accuracy"), metric(fmt(r.mean_iou), "mean IoU"), metric(fmt(r.dice), "Dice"),
+      r.baseline_accuracy !== null && r.baseline_accuracy !== undefined ? metric(pct(r.baseline_accuracy), "random forest baseline") : null));
+    if (r.status === "stopped_early") box.append(h("p", { class: "muted small" }, "Stopped early: the monitored score had stopped improving."));
     if (r.weights_note) box.append(h("p", { class: "muted small" }, r.weights_note));
-    box.append(h("div", { class: "downloads" },
+    box.append(nextRow([
       r.report ? h("a", { class: "button primary", href: fileUrl(r.report), target: "_blank", rel: "noopener" }, "Open the training report") : null,
-      r.package ? h("span", { class: "muted" }, "Model package: ", h("code", {}, r.package)) : null,
-      h("a", { href: "/classify" }, "Next: classify a raster →")));
+      r.package ? h("a", { class: "button", href: downloadUrl(r.package + ".zip") }, "Download the model (.zip)") : null,
+    ], "/classify", "classify a raster"));
   } else if (job.kind === "classify") {
     box.append(h("div", { class: "metrics" }, metric(fmt(r.pixels), "pixels"),
-      r.area_km2 ? metric(fmt(r.area_km2, 1), "km²") : null, metric(duration(r.seconds), "time"),
+      r.area_km2 ? metric(fmt(r.area_km2, 1), "km²") : null, r.seconds ? metric(fmt(Math.round(r.pixels / r.seconds)), "pixels per second") : null,
       metric(r.cog_valid ? "valid" : "not valid", "Cloud-Optimized GeoTIFF")));
-    for (const w of r.warnings || []) box.append(h("p", { class: "badge warning" }, w));
+    for (const w of r.warnings || []) box.append(h("p", {}, h("span", { class: "badge warning" }, "warning"), " ", w));
     box.append(mapViewer(r.rasters && r.rasters[0], r.out));
-    box.append(h("div", { class: "downloads" },
+    box.append(nextRow([
       h("a", { class: "button primary", href: downloadUrl(r.out) }, "Download the map (GeoTIFF)"),
       r.qml ? h("a", { class: "button", href: downloadUrl(r.qml) }, "QGIS style (.qml)") : null,
-      r.attribute_table ? h("a", { class: "button", href: downloadUrl(r.attribute_table) }, "Attribute table") : null,
+      r.attribute_table ? h("a", { class: "button", href: downloadUrl(r.attribute_table) }, "Attribute table (.aux.xml)") : null,
       r.probability ? h("a", { class: "button", href: downloadUrl(r.probability) }, "Confidence raster") : null,
-      h("a", { href: "/evaluate" }, "Next: evaluate the map →")));
+    ], "/evaluate", "evaluate the map"));
   } else if (job.kind === "evaluate") {
     box.append(evaluationView(r, job.config));
   }
@@ -413,13 +477,14 @@ function renderResult(job) {
 function metric(v, k) { return h("div", { class: "metric" }, h("div", { class: "v" }, v), h("div", { class: "k" }, k)); }
 
 function drawCharts(container, history, best) {
-  container.replaceChildren(
+  put(container,
     lineChart("Loss", history, [["train_loss", "training", "#2e7d4f"], ["val_loss", "validation", "#c0392b"]], best),
-    lineChart("Validation scores", history, [["accuracy", "accuracy", "#24508f"], ["mean_iou", "mean IoU", "#a86400"], ["dice", "Dice", "#7b3fa0"]], best));
+    lineChart("Validation scores", history, [["accuracy", "accuracy", "#24508f"], ["mean_iou", "mean IoU", "#a86400"], ["dice", "Dice", "#7b3fa0"]], best),
+    h("div", { class: "chart-note muted small" }, best ? `Dashed line: the best epoch (${best}), whose model is kept.` : ""));
 }
 
 function lineChart(title, rows, series, best) {
-  const W = 460, H = 220, L = 44, R = 10, T = 26, B = 30;
+  const W = 420, H = 230, L = 46, R = 12, T = 30, B = 34;
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   svg.setAttribute("class", "chart");
@@ -436,27 +501,28 @@ function lineChart(title, rows, series, best) {
   let lo = Math.min(...vals), hi = Math.max(...vals);
   if (!vals.length) { lo = 0; hi = 1; }
   if (hi - lo < 1e-9) { hi += 0.5; lo -= 0.5; }
-  const n = rows.length;
   const maxEpoch = Math.max(...rows.map((r) => r.epoch));
   const minEpoch = Math.min(...rows.map((r) => r.epoch));
   const x = (e) => L + (maxEpoch === minEpoch ? 0.5 : (e - minEpoch) / (maxEpoch - minEpoch)) * (W - L - R);
   const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
-  add("text", { x: L, y: 16, style: "font-weight:600;fill:#1d2a33" }, title);
+  add("text", { x: 4, y: 17, class: "title" }, title);
   for (let i = 0; i <= 4; i++) {
     const v = lo + (hi - lo) * i / 4;
     add("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: "#e3e8eb" });
     add("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, v.toFixed(hi - lo < 0.1 ? 3 : 2));
   }
-  add("text", { x: (L + W - R) / 2, y: H - 6, "text-anchor": "middle" }, `epoch (${n} so far)`);
+  const ticks = [...new Set(rows.map((r) => r.epoch))];
+  const every = Math.ceil(ticks.length / 10);
+  ticks.forEach((e, i) => { if (i % every === 0 || (i === ticks.length - 1 && i % every > every / 2)) add("text", { x: x(e), y: H - B + 14, "text-anchor": "middle" }, e); });
+  add("text", { x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle" }, "epoch");
   if (best) add("line", { x1: x(best), x2: x(best), y1: T, y2: H - B, stroke: "#8fd3a8", "stroke-dasharray": "4 3" });
   let lx = W - R;
   for (const [key, label, colour] of series.slice().reverse()) {
     const pts = rows.filter((r) => typeof r[key] === "number").map((r) => `${x(r.epoch).toFixed(1)},${y(r[key]).toFixed(1)}`);
     if (pts.length) add("polyline", { points: pts.join(" "), fill: "none", stroke: colour, "stroke-width": 2 });
     if (pts.length === 1) { const [px, py] = pts[0].split(","); add("circle", { cx: px, cy: py, r: 3, fill: colour }); }
-    const t = add("text", { x: lx, y: 16, "text-anchor": "end", style: `fill:${colour}` }, label);
-    lx -= label.length * 6.5 + 12;
-    void t;
+    add("text", { x: lx, y: 17, "text-anchor": "end", style: `fill:${colour};font-weight:600` }, label);
+    lx -= label.length * 7 + 14;
   }
   return svg;
 }
@@ -464,7 +530,7 @@ function lineChart(title, rows, series, best) {
 function findingsList(findings) {
   return h("div", { class: "findings" }, findings.map((f) => h("div", { class: "finding" },
     h("div", {}, h("span", { class: `badge ${f.severity}` }, f.severity)),
-    h("div", {}, h("div", {}, f.message), f.fix ? h("div", { class: "fix" }, "Fix: " + f.fix) : null))));
+    h("div", {}, h("div", {}, f.message), f.fix && !/^nothing to do/i.test(f.fix) ? h("div", { class: "fix" }, "Fix: " + f.fix) : null))));
 }
 
 async function latestJob(kinds) {
@@ -524,44 +590,47 @@ pages.data = async () => {
   const table = h("table", { class: "files" });
   const status = h("div", {});
   const fileInput = h("input", { type: "file", multiple: true, accept: ".tif,.tiff,.gpkg,.geojson,.json,.zip", id: "upload-input" });
-  const drop = h("div", { class: "dropzone" }, h("div", {}, "Drop rasters (GeoTIFF), GeoPackages, GeoJSON or zipped shapefiles here, or "),
-    h("label", { class: "button", for: "upload-input" }, "choose files…"), fileInput);
+  const drop = h("div", { class: "dropzone" },
+    h("div", {}, h("strong", {}, "Add your data: "), "drop files here or ", h("label", { class: "button", for: "upload-input" }, "Choose files…")),
+    h("div", { class: "small" }, "GeoTIFF rasters, GeoPackages, GeoJSON or zipped shapefiles; they are copied into uploads/."), fileInput);
   fileInput.style.display = "none";
   const sampleBtn = h("button", { type: "button", id: "add-sample" }, "Add the sample scene");
-  left.append(crumbs, h("div", { class: "table-scroll" }, table), drop, h("div", { class: "actions" }, sampleBtn,
-    h("span", { class: "muted small" }, "A 6-band 20 m scene with land-cover polygons, to try everything.")), status);
+  left.append(crumbs, h("div", { class: "table-scroll" }, table), drop, status, h("div", { class: "actions" }, sampleBtn,
+    h("span", { class: "muted small" }, "or try everything on a built-in 6-band 20 m scene with land-cover polygons.")));
   let current = "";
+  let selected = null;
 
   async function list(path) {
     current = path;
     let r;
-    try { r = await api("GET", "/api/files?" + q({ path })); } catch (e) { status.replaceChildren(errorBox(e)); return; }
+    try { r = await api("GET", "/api/files?" + q({ path })); } catch (e) { put(status, errorBox(e)); return; }
     const parts = r.path && r.path !== "." ? r.path.split("/") : [];
-    crumbs.replaceChildren(h("a", { href: "#", onclick: (ev) => { ev.preventDefault(); list(""); } }, "workspace"),
+    put(crumbs, h("a", { href: "#", onclick: (ev) => { ev.preventDefault(); list(""); } }, "workspace"),
       ...parts.map((p, i) => [" / ", h("a", { href: "#", onclick: (ev) => { ev.preventDefault(); list(parts.slice(0, i + 1).join("/")); } }, p)]));
-    table.replaceChildren(h("tr", {}, h("th", {}, "Name"), h("th", {}, "Kind"), h("th", { class: "num" }, "Size")));
+    put(table, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Kind"), h("th", { class: "num" }, "Size")));
     if (r.parent !== null && r.parent !== undefined) {
-      table.append(h("tr", {}, h("td", { class: "name", onclick: () => list(r.parent === "." ? "" : r.parent) }, "⬑ .."), h("td"), h("td")));
+      table.append(h("tr", {}, h("td", { class: "name", colspan: 3, onclick: () => list(r.parent === "." ? "" : r.parent) }, "↑ Up one folder")));
     }
-    if (!r.entries.length) table.append(h("tr", {}, h("td", { colspan: 3, class: "muted" }, "Empty. Upload files or add the sample scene.")));
+    if (!r.entries.length) table.append(h("tr", {}, h("td", { colspan: 3, class: "muted" }, "Nothing here yet. Add files below, or the sample scene.")));
     for (const e of r.entries) {
       const open = () => (e.kind === "folder" ? list(e.path) : show(e));
-      table.append(h("tr", {}, h("td", { class: "name", onclick: open }, (e.kind === "folder" ? "📁 " : "") + e.name),
-        h("td", {}, h("span", { class: "kind" }, e.kind)), h("td", { class: "num small" }, e.kind === "folder" ? "" : size(e.size))));
+      table.append(h("tr", { class: e.path === selected ? "selected" : "" }, h("td", { class: "name", onclick: open, title: e.kind === "folder" ? "Open the folder" : "Show its summary" }, (e.kind === "folder" ? "📁 " : "") + e.name),
+        h("td", {}, h("span", { class: "kind" }, e.kind)), h("td", { class: "num small" }, e.kind === "folder" ? "" : bytes(e.size))));
     }
   }
-  function size(b) { return b === null || b === undefined ? "" : b < 1024 ? `${b} B` : b < 1048576 ? `${(b / 1024).toFixed(0)} KB` : `${(b / 1048576).toFixed(1)} MB`; }
 
   async function show(e) {
-    right.replaceChildren(h("h2", {}, e.name), h("p", { class: "muted" }, "Reading…"));
+    selected = e.path;
+    for (const tr of table.querySelectorAll("tr")) tr.classList.toggle("selected", tr.firstChild.textContent.endsWith(e.name));
+    put(right, h("h2", {}, e.name), h("p", { class: "muted" }, "Reading…"));
     try {
       const d = await api("GET", "/api/describe?" + q({ path: e.path }));
-      right.replaceChildren(h("h2", {}, e.name), describeView(d));
+      put(right, h("h2", {}, e.name), describeView(d));
       if (["raster", "map", "vector"].includes(d.kind)) {
-        right.append(h("img", { class: "quicklook", alt: `Quick look of ${e.name}`, src: "/api/quicklook?" + q({ path: e.path }) }));
+        right.append(h("h3", {}, "Quick look"), h("img", { class: "quicklook", alt: `Quick look of ${e.name}`, src: "/api/quicklook?" + q({ path: e.path }) }));
       }
       if (["report", "image"].includes(d.kind)) right.append(h("p", {}, h("a", { href: fileUrl(e.path), target: "_blank", rel: "noopener" }, "Open")));
-    } catch (err) { right.replaceChildren(h("h2", {}, e.name), errorBox(err)); }
+    } catch (err) { put(right, h("h2", {}, e.name), errorBox(err)); }
   }
 
   async function upload(fileList) {
@@ -569,13 +638,13 @@ pages.data = async () => {
       const fd = new FormData();
       fd.append("file", file);
       fd.append("folder", "uploads");
-      status.replaceChildren(h("p", { class: "muted" }, `Uploading ${file.name}…`));
+      put(status, h("p", { class: "muted" }, `Uploading ${file.name}…`));
       try {
         const r = await api("POST", "/api/upload", fd, true);
-        status.replaceChildren(h("p", { class: "badge ok" }, `Added ${r.path} (${r.kind})`));
+        put(status, h("p", { class: "notice ok" }, `Added ${r.path} (${r.kind})`));
         await list("uploads");
         show({ name: r.path.split("/").pop(), path: r.path });
-      } catch (err) { status.replaceChildren(errorBox(err)); }
+      } catch (err) { put(status, errorBox(err)); }
     }
     refreshHeader();
   }
@@ -585,63 +654,94 @@ pages.data = async () => {
   drop.addEventListener("drop", (ev) => { ev.preventDefault(); drop.classList.remove("over"); upload(ev.dataTransfer.files); });
   sampleBtn.addEventListener("click", async () => {
     sampleBtn.disabled = true;
-    status.replaceChildren(h("p", { class: "muted" }, "Writing the sample scene…"));
-    try { await api("POST", "/api/sample"); status.replaceChildren(h("p", { class: "badge ok" }, "Sample scene added in sample/")); await list("sample"); }
-    catch (err) { status.replaceChildren(errorBox(err)); }
+    put(status, h("p", { class: "muted" }, "Writing the sample scene…"));
+    try { await api("POST", "/api/sample"); put(status, h("p", { class: "notice ok" }, "Sample scene added in sample/")); await list("sample"); }
+    catch (err) { put(status, errorBox(err)); }
     sampleBtn.disabled = false;
     refreshHeader();
   });
   list("");
 };
 
+const FIELD_TYPES = { object: "text", int64: "integer", int32: "integer", float64: "decimal", float32: "decimal", bool: "yes/no" };
+function bytes(b) {
+  if (b === null || b === undefined) return "";
+  return b < 1024 ? `${b} B` : b < 1048576 ? `${(b / 1024).toFixed(0)} KB` : `${(b / 1048576).toFixed(1)} MB`;
+}
+
 function describeView(d) {
   const rows = [];
   const add = (k, v) => { if (v !== null && v !== undefined && v !== "") rows.push(h("dt", {}, k), h("dd", {}, v)); };
+  const crs = d.crs ? `${d.crs.name || ""}${d.crs.epsg ? ` (EPSG:${d.crs.epsg})` : ""}` : "none: the file has no CRS";
   add("Kind", d.kind);
   if (d.kind === "raster" || d.kind === "map") {
     add("Size", `${fmt(d.width)} × ${fmt(d.height)} pixels, ${d.bands} band${d.bands === 1 ? "" : "s"} (${d.dtype})`);
-    add("CRS", d.crs ? `${d.crs.name || ""}${d.crs.epsg ? ` (EPSG:${d.crs.epsg})` : ""}` : "none");
+    if (d.band_names && d.band_names.some((b) => b)) add("Bands", d.band_names.map((b, i) => b || `band ${i + 1}`).join(", "));
+    add("CRS", crs);
     if (d.pixel_size) add("Pixel size", `${fmt(d.pixel_size[0], 3)} × ${fmt(d.pixel_size[1], 3)} ${d.pixel_units || ""}`);
     if (d.extent) add("Extent", d.extent.map((v) => fmt(v, 2)).join(", "));
     if (d.lonlat_bounds) add("Lon/lat box", d.lonlat_bounds.map((v) => fmt(v, 4)).join(", "));
     add("Nodata", d.nodata);
-    if (d.band_names && d.band_names.some((b) => b)) add("Bands", d.band_names.map((b, i) => b || `band ${i + 1}`).join(", "));
   }
   if (d.kind === "vector") {
     add("Features", fmt(d.feature_count));
     add("Geometry", d.geometry_type);
-    add("CRS", d.crs ? `${d.crs.name || ""}${d.crs.epsg ? ` (EPSG:${d.crs.epsg})` : ""}` : "none");
+    add("CRS", crs);
     if (d.bounds) add("Extent", d.bounds.map((v) => fmt(v, 2)).join(", "));
     if (d.layers && d.layers.length > 1) add("Layers", d.layers.map((l) => l.name || l).join(", "));
   }
-  const dl = h("dl", { class: "summary" }, rows);
-  const out = h("div", {}, dl);
+  const px = (v) => (Array.isArray(v) ? `${v[0]} × ${v[1]}` : v);
+  if (d.kind === "chipset") {
+    add("Chips", `${fmt(d.chips)} (${fmt(d.train)} for training, ${fmt(d.val)} for validation)`);
+    add("Tile size", d.tile_size ? `${px(d.tile_size)} pixels, stride ${px(d.stride)}` : null);
+    if (d.bands) add("Bands", `${d.bands.join(", ")} (${d.dtype})`);
+    if (d.split) add("Split", `${d.split.method}, ${pct(d.split.val_fraction)} held out`);
+    add("CRS", d.crs);
+    if (d.pixel_size) add("Pixel size", `${px(d.pixel_size)} ${d.pixel_units || ""}`);
+    if (d.sources) add("Made from", `${(d.sources.rasters || []).join(", ")}; labels ${d.sources.labels || "–"}${d.sources.class_field ? ` (field ${d.sources.class_field})` : ""}`);
+    add("Created", when(d.created));
+  }
+  if (d.kind === "package") {
+    add("Model", d.backbone ? `${d.architecture} · ${d.backbone}` : d.architecture);
+    add("Weights", d.weights);
+    if (d.bands) add("Bands", d.bands.join(", "));
+    if (d.chip_size) add("Chip size", `${px(d.chip_size)} pixels`);
+    if (d.metrics) add("Validation", `accuracy ${pct(d.metrics.accuracy)}, mean IoU ${fmt(d.metrics.mean_iou)}, Dice ${fmt(d.metrics.dice)}`);
+    if (d.epochs_run) add("Epochs", `${d.epochs_run} (best ${d.best_epoch})`);
+    add("Run", d.run_id);
+    if (d.model_size_mb) add("Weights size", `${fmt(d.model_size_mb, 2)} MB`);
+  }
+  const file = [d.driver, d.compression && d.compression !== "NONE" ? `${d.compression.toLowerCase()} compression` : null,
+    d.overviews ? `${d.overviews} overviews` : null, d.layer ? `layer "${d.layer}"` : null].filter(Boolean).join(", ");
+  add("File", [bytes(d.file_size), file].filter(Boolean).join(" · "));
+  if (d.rotated) add("Grid", "rotated or south-up (TerraLearn refuses it: warp it north-up first)");
+  const out = h("div", {}, h("dl", { class: "summary" }, rows));
   if (d.kind === "vector" && d.fields) {
     out.append(h("h3", {}, "Fields"), h("table", {}, h("tr", {}, h("th", {}, "Field"), h("th", {}, "Type"), h("th", {}, "Values")),
-      d.fields.map((f) => h("tr", {}, h("td", {}, f.name), h("td", {}, f.type), h("td", { class: "small" }, f.distinct ? f.distinct.slice(0, 12).join(", ") : "many")))));
+      d.fields.map((f) => h("tr", {}, h("td", {}, h("code", {}, f.name)), h("td", {}, FIELD_TYPES[f.type] || f.type),
+        h("td", { class: "small" }, f.distinct ? f.distinct.slice(0, 12).join(", ") + (f.distinct.length > 12 ? ", …" : "") : "many different values")))));
   }
   if (d.classes && d.classes.length) {
     out.append(h("h3", {}, "Classes"), h("div", { class: "legend" }, d.classes.map((c) =>
-      h("span", {}, h("span", { class: "sw", style: `background:${c.colour || c.color || "#ccc"}` }), `${c.name} (${c.value})`))));
+      h("span", {}, h("span", { class: "sw", style: `background:${c.colour || c.color || "#ccc"}` }), c.name,
+        h("span", { class: "muted" }, ` (${c.value}${c.pixels ? `; ${fmt(c.pixels.total)} px` : ""})`)))));
   }
-  const extra = Object.entries(d).filter(([k, v]) => !["path", "kind", "fields", "classes", "crs", "extent", "bounds", "lonlat_bounds", "band_names", "band_descriptions", "dtypes", "pixel_size", "pixel_units", "width", "height", "bands", "dtype", "nodata", "nodata_is_nan", "layers", "name", "class_field_guess", "distinct_values_sampled", "wkt", "feature_count", "geometry_type"].includes(k) && (typeof v !== "object" || v === null));
-  if (extra.length) out.append(h("dl", { class: "summary" }, extra.flatMap(([k, v]) => [h("dt", {}, k.replaceAll("_", " ")), h("dd", {}, fmt(v))])));
   return out;
 }
 
 pages.check = async () => {
   const left = card("Inputs");
   const right = card("Findings", h("p", { class: "empty-state" }, "Run the checks to see what would go wrong, and how to fix it, before exporting."));
-  root.append(h("div", { class: "grid2" }, left, right));
+  root.append(h("div", { class: "stage" }, left, right));
   await buildForm("check", left, {
     submitLabel: "Run the checks",
     onSubmit: async (vals) => {
-      right.replaceChildren(h("h2", {}, "Findings"), h("p", { class: "muted" }, "Checking… (reads the labels and counts pixels per class)"));
+      put(right, h("h2", {}, "Findings"), h("p", { class: "muted" }, "Checking… (reads the labels and counts pixels per class)"));
       try {
         const r = await api("POST", "/api/check", { values: vals });
         const errors = r.findings.filter((f) => f.severity === "error").length;
         const warns = r.findings.filter((f) => f.severity === "warning").length;
-        right.replaceChildren(h("h2", {}, "Findings"),
+        put(right, h("h2", {}, "Findings"),
           h("div", { class: `summary-banner ${errors ? "error" : "ok"}` }, errors
             ? `${errors} problem${errors > 1 ? "s" : ""} to fix before exporting${warns ? `, ${warns} warning${warns > 1 ? "s" : ""}` : ""}.`
             : `Ready to export${warns ? ` (${warns} warning${warns > 1 ? "s" : ""} worth reading)` : ""}.`),
@@ -650,60 +750,82 @@ pages.check = async () => {
         store.set("form.export", { ...store.get("form.export", {}), ...vals });
         refreshHeader();
       } catch (e) {
-        right.replaceChildren(h("h2", {}, "Findings"), errorBox(e));
+        put(right, h("h2", {}, "Findings"), errorBox(e));
         throw e;
       }
     },
   });
 };
 
-function stagePage(stage, { title, submitLabel, kinds }) {
+function stagePage(stage, { title, submitLabel, kinds, empty }) {
   return async () => {
     const left = card(title);
     const right = card("Latest job");
-    root.append(h("div", { class: "grid2" }, left, right));
-    const showJob = (id) => right.replaceChildren(h("h2", {}, "Latest job"), jobView(id));
+    root.append(h("div", { class: "stage" }, left, right));
+    let form = null;
+    const showJob = (id) => put(right, h("h2", {}, "Latest job"), jobView(id, { onDone: () => form && form.refreshOutput() }));
     const last = await latestJob(kinds);
     if (last) showJob(last.id);
-    else right.append(h("p", { class: "empty-state" }, "Nothing has run yet. Fill in the form and start; you can leave the page, the job keeps running."));
-    await buildForm(stage, left, {
+    else right.append(h("p", { class: "empty-state" }, empty, " You can leave the page while it runs: the job goes on."));
+    form = await buildForm(stage, left, {
       submitLabel,
       onSubmit: async (vals) => {
         const r = await api("POST", `/api/jobs/${stage}`, { values: vals });
         showJob(r.id);
         refreshHeader();
+        if (right.getBoundingClientRect().top < 0) right.scrollIntoView({ behavior: "smooth", block: "start" });
       },
     });
   };
 }
 
-pages.export = stagePage("export", { title: "Settings", submitLabel: "Export chips", kinds: ["export"] });
-pages.train = stagePage("train", { title: "Settings", submitLabel: "Start training", kinds: ["train", "resume"] });
-pages.classify = stagePage("classify", { title: "Settings", submitLabel: "Classify", kinds: ["classify"] });
-pages.evaluate = stagePage("evaluate", { title: "Settings", submitLabel: "Evaluate the map", kinds: ["evaluate"] });
+pages.export = stagePage("export", { title: "Settings", submitLabel: "Export chips", kinds: ["export"],
+  empty: "No chips exported yet. Pick the image and the labels, then export." });
+pages.train = stagePage("train", { title: "Settings", submitLabel: "Start training", kinds: ["train", "resume"],
+  empty: "No training yet. Pick a chip set and start: the loss and the scores are drawn after every epoch." });
+pages.classify = stagePage("classify", { title: "Settings", submitLabel: "Classify", kinds: ["classify"],
+  empty: "No map yet. Pick a trained model and the raster to classify." });
+pages.evaluate = stagePage("evaluate", { title: "Settings", submitLabel: "Evaluate the map", kinds: ["evaluate"],
+  empty: "No evaluation yet. Pick a map and reference data (polygons, points or a classified raster)." });
 
 function evaluationView(r, config) {
   const m = r.metrics || {};
+  const aa = m.area_adjusted || {};
   const box = h("div", {});
+  const adjusted = aa.overall_accuracy !== undefined && Math.abs(aa.overall_accuracy - m.overall_accuracy) > 5e-4;
   box.append(h("div", { class: "metrics" }, metric(pct(m.overall_accuracy), "overall accuracy"),
-    metric(fmt(m.kappa), "Cohen's kappa"), metric(fmt(m.mean_iou), "mean IoU"),
-    m.area_adjusted && m.area_adjusted.overall_accuracy !== undefined ? metric(pct(m.area_adjusted.overall_accuracy), "area-adjusted accuracy") : null,
-    metric(fmt(m.reference_pixels ?? m.pixels), "reference pixels")));
-  for (const w of r.warnings || []) box.append(h("p", {}, h("span", { class: "badge warning" }, "warning"), " ", w.message || w, w.fix ? h("span", { class: "muted small" }, " " + w.fix) : null));
-  const perClass = m.per_class || m.classes || [];
-  if (perClass.length) {
-    box.append(h("h3", {}, "Per class"), h("div", { class: "table-scroll" }, h("table", {},
-      h("tr", {}, ["Class", "User's acc. (precision)", "Producer's acc. (recall)", "F1", "IoU", "Reference px"].map((c, i) => h("th", { class: i ? "num" : "" }, c))),
-      perClass.map((c) => h("tr", {}, h("td", {}, c.name ?? c.class), h("td", { class: "num" }, fmt(c.precision)), h("td", { class: "num" }, fmt(c.recall)),
-        h("td", { class: "num" }, fmt(c.f1)), h("td", { class: "num" }, fmt(c.iou)), h("td", { class: "num" }, fmt(c.support ?? c.reference_pixels)))))));
+    adjusted ? metric(`${pct(aa.overall_accuracy)}`, `area-adjusted accuracy (± ${pct(aa.overall_accuracy_ci)})`) : null,
+    metric(fmt(m.kappa), "Cohen's kappa"), metric(fmt(m.mean_iou), "mean IoU"), metric(fmt(m.dice), "Dice"),
+    metric(fmt(m.reference_pixels), "reference pixels")));
+  if (config) {
+    box.append(h("p", { class: "muted small" }, "Map ", h("code", {}, relPath(config.prediction)), " against ",
+      h("code", {}, relPath(config.reference)), m.reference_kind ? ` (${m.reference_kind}${m.reference_features ? `, ${fmt(m.reference_features)} features` : ""})` : "", "."));
   }
-  if (r.confusion_png) box.append(h("h3", {}, "Confusion matrix"), h("img", { class: "figure", src: fileUrl(r.confusion_png), alt: "Confusion matrix" }));
+  for (const w of r.warnings || []) box.append(h("p", {}, h("span", { class: "badge warning" }, "warning"), " ", w.message || w, w.fix ? h("span", { class: "muted small" }, " " + w.fix) : null));
+  const perClass = m.per_class || [];
+  const tables = h("div", {});
+  if (perClass.length) {
+    tables.append(h("div", {}, h("h3", {}, "Per class"), h("div", { class: "table-scroll" }, h("table", { class: "per-class" },
+      h("tr", {}, [["Class", ""], ["User's acc.", "precision: of the pixels mapped as this class, the share that is right"],
+        ["Producer's acc.", "recall: of the reference pixels of this class, the share mapped right"], ["F1", ""], ["IoU", ""],
+        ["Reference px", "reference pixels of this class"]].map(([c, tip], i) => h("th", { class: i ? "num" : "", title: tip || null }, c))),
+      perClass.map((c) => h("tr", {}, h("td", { class: "nowrap" }, h("span", { class: "sw", style: `background:${c.colour || "#ccc"}` }), c.name),
+        h("td", { class: "num" }, pct(c.precision)), h("td", { class: "num" }, pct(c.recall)),
+        h("td", { class: "num" }, fmt(c.f1)), h("td", { class: "num" }, fmt(c.iou)), h("td", { class: "num" }, fmt(c.support))))))));
+  }
+  if (r.confusion_png) {
+    tables.append(h("div", {}, h("h3", {}, "Confusion matrix"),
+      h("a", { href: fileUrl(r.confusion_png), target: "_blank", rel: "noopener", title: "Open full size" },
+        h("img", { class: "figure confusion", src: fileUrl(r.confusion_png), alt: "Confusion matrix" }))));
+  }
+  box.append(tables);
   const image = config && config.image && config.image.length ? config.image[0] : null;
-  box.append(h("h3", {}, "Map"), mapViewer(image ? relPath(image) : null, config ? relPath(config.prediction) : null));
-  box.append(h("div", { class: "downloads" },
+  box.append(h("h3", {}, image ? "The map over the image" : "The map"), mapViewer(image ? relPath(image) : null, config ? relPath(config.prediction) : null));
+  box.append(nextRow([
     r.report ? h("a", { class: "button primary", href: fileUrl(r.report), target: "_blank", rel: "noopener" }, "Open the evaluation report") : null,
     r.metrics_json ? h("a", { class: "button", href: downloadUrl(r.metrics_json) }, "metrics.json") : null,
-    r.confusion_png ? h("a", { class: "button", href: downloadUrl(r.confusion_png) }, "Confusion matrix (PNG)") : null));
+    r.confusion_png ? h("a", { class: "button", href: downloadUrl(r.confusion_png) }, "Confusion matrix (PNG)") : null,
+  ], "/runs", "compare runs"));
   return box;
 }
 
@@ -713,32 +835,74 @@ function relPath(p) {
   return p.startsWith(WORKSPACE + "/") ? p.slice(WORKSPACE.length + 1) : p;
 }
 
-const RUN_COLUMNS = [["id", "Run"], ["name", "Name"], ["status", "Status"], ["architecture", "Model"], ["backbone", "Backbone"],
-  ["bands", "Bands"], ["chip_size", "Chip"], ["epochs_run", "Epochs"], ["best_epoch", "Best"], ["training_seconds", "Time"],
-  ["accuracy", "Val. accuracy"], ["mean_iou", "mIoU"], ["dice", "Dice"], ["baseline_accuracy", "Forest acc."],
-  ["eval_accuracy", "Map accuracy"], ["eval_kappa", "Map kappa"], ["created", "Started"]];
+/* The run table's columns: [sort key, heading, tooltip, cell text]. */
+const RUN_COLUMNS = [
+  ["id", "Run", "Run number", (r) => r.id],
+  ["name", "Name", "The run's name", (r) => r.name || ""],
+  ["status", "Status", "How the training ended", null],
+  ["architecture", "Model", "Architecture and backbone", (r) => (r.backbone ? `${r.architecture} · ${r.backbone}` : r.architecture)],
+  ["chip_size", "Chips", "Bands and chip size in pixels", (r) => `${fmt(r.bands)} bands, ${fmt(r.chip_size)} px`],
+  ["epochs_run", "Epochs", "Epochs run (the best one kept)", (r) => `${fmt(r.epochs_run)} (best ${fmt(r.best_epoch)})`],
+  ["training_seconds", "Time", "Training time", (r) => duration(r.training_seconds)],
+  ["accuracy", "Accuracy", "Validation accuracy", (r) => pct(r.accuracy)],
+  ["mean_iou", "mIoU", "Validation mean IoU", (r) => fmt(r.mean_iou)],
+  ["dice", "Dice", "Validation Dice (mean F1)", (r) => fmt(r.dice)],
+  ["baseline_accuracy", "Forest", "Accuracy of the random-forest baseline on the same pixels", (r) => pct(r.baseline_accuracy)],
+  ["eval_accuracy", "Map acc.", "Accuracy of the latest evaluation of a map made with this model", (r) => pct(r.eval_accuracy)],
+  ["eval_kappa", "Map κ", "Kappa of that evaluation", (r) => fmt(r.eval_kappa)],
+  ["created", "Started", "When the run started", (r) => when(r.created)],
+];
+const NUMERIC = new Set(["id", "epochs_run", "training_seconds", "accuracy", "mean_iou", "dice", "baseline_accuracy", "eval_accuracy", "eval_kappa"]);
+
+const COMPARE_LABELS = { epochs_set: "epochs (maximum)", epochs_run: "epochs run", training_seconds: "training time",
+  model_size_mb: "model size (MB)", mean_iou: "mean IoU", dice: "Dice", per_class_iou: "IoU per class", chip_set_fingerprint: "chip set",
+  eval_accuracy: "map accuracy", eval_kappa: "map kappa", eval_mean_iou: "map mean IoU", baseline_accuracy: "forest accuracy" };
+const SHARES = new Set(["accuracy", "baseline_accuracy", "eval_accuracy"]);
+function compareLabel(key) { return COMPARE_LABELS[key] || key.replaceAll("_", " "); }
+function compareValue(key, v) {
+  if (v === null || v === undefined) return "–";
+  if (typeof v === "string" && v.startsWith("[")) { try { v = JSON.parse(v); } catch (e) { /* shown as it is */ } }
+  if (SHARES.has(key)) return pct(v);
+  if (key === "training_seconds") return duration(v);
+  if (key === "created") return when(v);
+  if (key === "package" || key === "chips") return h("code", {}, relPath(String(v)));
+  if (Array.isArray(v)) return v.map((x) => (typeof x === "number" ? fmt(x, 2) : String(x))).join(", ");
+  if (typeof v === "object") return JSON.stringify(v);
+  return fmt(v);
+}
+function compareDiff(key, d) {
+  if (d === null || d === undefined || d === 0) return d === 0 ? "0" : "";
+  const sign = d > 0 ? "+" : "−";
+  if (SHARES.has(key)) return `${sign}${(100 * Math.abs(d)).toFixed(1)} points`;
+  if (key === "training_seconds") return `${sign}${duration(Math.abs(d))}`;
+  return sign + fmt(Math.abs(d));
+}
 
 pages.runs = async () => {
   const tableCard = card("Training runs");
   const cmpCard = card("Compare two runs", h("p", { class: "empty-state" }, "Tick two runs in the table to compare them."));
+  cmpCard.id = "compare";
   const jobsCard = card("Recent jobs");
   jobsCard.id = "jobs";
   root.append(tableCard, cmpCard, jobsCard);
   let sort = store.get("runs.sort", "id");
   let desc = store.get("runs.desc", true);
   const picked = [];
+  let runCount = 0;
   const wrap = h("div", { class: "table-scroll" });
   tableCard.append(wrap);
 
   async function load() {
     let r;
-    try { r = await api("GET", "/api/runs?" + q({ sort, descending: desc })); } catch (e) { wrap.replaceChildren(errorBox(e)); return; }
-    if (!r.runs.length) { wrap.replaceChildren(h("p", { class: "empty-state" }, "No runs yet. ", h("a", { href: "/train" }, "Train a model"), " to see it here.")); return; }
-    const head = h("tr", {}, h("th", {}, ""), RUN_COLUMNS.map(([k, label]) => h("th", {
-      class: `sortable ${sort === k ? "sorted" : ""} ${sort === k && !desc ? "asc" : ""} ${typeof r.runs[0][k] === "number" ? "num" : ""}`,
+    try { r = await api("GET", "/api/runs?" + q({ sort, descending: desc })); } catch (e) { put(wrap, errorBox(e)); return; }
+    runCount = r.runs.length;
+    compare();
+    if (!r.runs.length) { put(wrap, h("p", { class: "empty-state" }, "No runs yet. ", h("a", { href: "/train" }, "Train a model"), " to see it here.")); return; }
+    const head = h("tr", {}, h("th", { title: "Tick two runs to compare them" }, "Pick"), RUN_COLUMNS.map(([k, label, tip]) => h("th", {
+      class: `sortable ${sort === k ? "sorted" : ""} ${sort === k && !desc ? "asc" : ""} ${NUMERIC.has(k) ? "num" : ""}`,
       onclick: () => { desc = sort === k ? !desc : true; sort = k; store.set("runs.sort", sort); store.set("runs.desc", desc); load(); },
-      title: "Sort",
-    }, label)), h("th", {}, ""));
+      title: `${tip} (click to sort)`, "aria-sort": sort === k ? (desc ? "descending" : "ascending") : null,
+    }, label)), h("th", {}, "Report"));
     const rows = r.runs.map((run) => {
       const cb = h("input", { type: "checkbox", checked: picked.includes(run.id), "aria-label": `Compare run ${run.id}` });
       cb.addEventListener("change", () => {
@@ -746,44 +910,53 @@ pages.runs = async () => {
         if (cb.checked && i < 0) picked.push(run.id);
         if (!cb.checked && i >= 0) picked.splice(i, 1);
         while (picked.length > 2) picked.shift();
-        load(); compare();
+        load();
       });
-      const cells = RUN_COLUMNS.map(([k]) => {
-        let v = run[k];
-        if (k === "status") return h("td", {}, h("span", { class: `badge ${v}` }, String(v).replace("_", " ")));
-        if (["accuracy", "baseline_accuracy", "eval_accuracy"].includes(k)) v = pct(v);
-        else if (k === "training_seconds") v = duration(v);
-        else if (k === "created") v = (v || "").replace("T", " ").replace("+00:00", " UTC");
-        else v = fmt(v);
-        return h("td", { class: typeof run[k] === "number" ? "num" : "" }, v);
+      const cells = RUN_COLUMNS.map(([k, , , text]) => {
+        if (k === "status") return h("td", {}, h("span", { class: `badge ${run.status}` }, String(run.status).replace("_", " ")));
+        const v = text(run);
+        return h("td", { class: `${NUMERIC.has(k) ? "num" : ""} ${k === "created" ? "nowrap small" : ""}` }, v === "" || v === null || v === undefined ? "–" : v);
       });
-      const links = h("td", {}, run.report ? h("a", { href: fileUrl(run.report), target: "_blank", rel: "noopener" }, "report") : null,
-        run.status === "interrupted" ? h("button", { type: "button", onclick: async () => {
+      const links = h("td", { class: "nowrap" }, run.report ? h("a", { href: fileUrl(run.report), target: "_blank", rel: "noopener" }, "Open") : null,
+        run.status === "interrupted" ? h("button", { type: "button", class: "small", title: "Continue this run from its last checkpoint", onclick: async () => {
           try { const j = await api("POST", `/api/runs/${run.id}/resume`); location.href = `/jobs/${j.id}`; } catch (e) { wrap.prepend(errorBox(e)); }
-        } }, "resume") : null);
+        } }, "Resume") : null);
       return h("tr", { class: picked.includes(run.id) ? "selected" : "" }, h("td", {}, cb), cells, links);
     });
-    wrap.replaceChildren(h("table", { id: "runs-table" }, head, rows));
+    put(wrap, h("table", { id: "runs-table" }, head, rows));
   }
   async function compare() {
-    if (picked.length !== 2) { cmpCard.replaceChildren(h("h2", {}, "Compare two runs"), h("p", { class: "empty-state" }, "Tick two runs in the table to compare them.")); return; }
+    if (picked.length !== 2) {
+      put(cmpCard, h("h2", {}, "Compare two runs"), h("p", { class: "empty-state" }, runCount < 2
+        ? "With two runs or more, tick two of them in the table to see their settings and scores side by side."
+        : "Tick two runs in the table to see their settings and scores side by side."));
+      return;
+    }
     const [a, b] = picked.slice().sort((x, y) => x - y);
     try {
       const r = await api("GET", "/api/runs/compare?" + q({ a, b }));
-      cmpCard.replaceChildren(h("h2", {}, `Run ${a} vs run ${b}`), h("div", { class: "table-scroll" }, h("table", {},
-        h("tr", {}, h("th", {}, ""), h("th", {}, `run ${a}`), h("th", {}, `run ${b}`), h("th", { class: "num" }, "b − a")),
-        r.rows.filter((x) => x.a !== null || x.b !== null).map((x) => h("tr", {}, h("td", {}, x.key.replaceAll("_", " ")),
-          h("td", { class: "small" }, fmt(x.a)), h("td", { class: "small" }, fmt(x.b)),
-          h("td", { class: "num" }, x.diff === null ? "" : (x.diff > 0 ? "+" : "") + fmt(x.diff)))))));
-    } catch (e) { cmpCard.replaceChildren(h("h2", {}, "Compare two runs"), errorBox(e)); }
+      const rows = r.rows.filter((x) => x.a !== null || x.b !== null);
+      const same = rows.filter((x) => JSON.stringify(x.a) === JSON.stringify(x.b));
+      const differ = rows.filter((x) => !same.includes(x));
+      const line = (x) => h("tr", {}, h("td", { class: "nowrap" }, compareLabel(x.key)),
+        h("td", {}, compareValue(x.key, x.a)), h("td", {}, compareValue(x.key, x.b)), h("td", { class: "num nowrap" }, compareDiff(x.key, x.diff)));
+      put(cmpCard, h("h2", {}, `Run ${a} vs run ${b}`), h("div", { class: "table-scroll" }, h("table", { class: "compare" },
+        h("tr", {}, h("th", {}, "What differs"), h("th", {}, `run ${a}`), h("th", {}, `run ${b}`), h("th", { class: "num" }, `run ${b} − run ${a}`)),
+        differ.map(line))),
+        same.length ? h("details", { class: "more" }, h("summary", {}, `The same in both (${same.length})`),
+          h("div", { class: "table-scroll" }, h("table", { class: "compare" }, same.map((x) =>
+            h("tr", {}, h("td", { class: "nowrap" }, compareLabel(x.key)), h("td", {}, compareValue(x.key, x.a))))))) : null);
+    } catch (e) { put(cmpCard, h("h2", {}, "Compare two runs"), errorBox(e)); }
   }
   async function loadJobs() {
     const r = await api("GET", "/api/jobs?" + q({ limit: 15 }));
-    jobsCard.replaceChildren(h("h2", {}, "Recent jobs"), r.jobs.length ? h("table", {},
-      h("tr", {}, h("th", {}, "Job"), h("th", {}, "Kind"), h("th", {}, "Status"), h("th", {}, "Started"), h("th", {}, "Finished")),
+    put(jobsCard, h("h2", {}, "Recent jobs"), r.jobs.length ? h("div", { class: "table-scroll" }, h("table", { id: "jobs-table" },
+      h("tr", {}, h("th", {}, "Job"), h("th", {}, "Step"), h("th", {}, "Status"), h("th", {}, "Output"), h("th", {}, "Started"), h("th", { class: "num" }, "Took")),
       r.jobs.map((j) => h("tr", {}, h("td", {}, h("a", { href: `/jobs/${j.id}` }, `job ${j.id}`)), h("td", {}, JOB_TITLES[j.kind] || j.kind),
-        h("td", {}, h("span", { class: `badge ${j.status}` }, j.status)), h("td", { class: "small" }, (j.started || j.created || "").replace("T", " ")),
-        h("td", { class: "small" }, (j.finished || "").replace("T", " "))))) : h("p", { class: "empty-state" }, "No jobs yet."));
+        h("td", {}, h("span", { class: `badge ${j.status}` }, j.status)),
+        h("td", {}, j.config && j.config.out ? h("code", {}, relPath(j.config.out)) : j.run_id ? `run ${j.run_id}` : "–"),
+        h("td", { class: "nowrap small" }, when(j.started || j.created)), h("td", { class: "num small" }, took(j))))))
+      : h("p", { class: "empty-state" }, "No jobs yet: they appear here as soon as an export, a training, a classification or an evaluation starts."));
   }
   await load();
   await loadJobs();
@@ -792,6 +965,14 @@ pages.runs = async () => {
 pages.job = async () => {
   const id = Number(location.pathname.split("/").pop());
   root.append(card(null, jobView(id)));
+  try {
+    const job = await api("GET", `/api/jobs/${id}`);
+    const step = { train: "train", resume: "train", export: "export", classify: "classify", evaluate: "evaluate" }[job.kind];
+    document.querySelector("h1").textContent = `Job ${id}: ${(JOB_TITLES[job.kind] || job.kind).toLowerCase()}`;
+    document.title = `Job ${id} · TerraLearn`;
+    const li = document.querySelector(`nav.path li[data-step="${step}"]`);
+    if (li) li.classList.add("current");
+  } catch (e) { /* the job view shows the error */ }
 };
 
 (async () => {
