@@ -60,7 +60,7 @@ def test_two_jobs_at_once_in_worker_processes(scene, tmp_path):
     for job in done:
         assert job["status"] == "finished", job["log"]
         assert job["result"]["chips"] > 0 and "Wrote" in job["log"]
-        assert job["progress"]["unit"] == "chips" and job["progress"]["done"] == job["progress"]["total"]
+        assert job["progress"]["unit"] == "windows" and job["progress"]["done"] == job["progress"]["total"]
     assert {j["result"]["out"] for j in done} == {"chips-1", "chips-2"}
     assert len(Registry(tmp_path).chipsets()) == 2
     with sqlite3.connect(tmp_path / "terralearn.db") as con:

@@ -226,6 +226,8 @@ def test_jobs_api_runs_an_export_and_refuses_to_overwrite(client, ws):
     assert job["status"] == "finished", job["log"]
     shown = client.get(f"/api/jobs/{job['id']}").json()
     assert shown["result"]["out"] == "chips/chips-1" and shown["result"]["chips"] > 0
+    vectors = [i["path"] for i in client.get("/api/find", params={"kinds": "vector"}).json()["items"]]
+    assert "chips/chips-1/validation.gpkg" in vectors  # the held-out polygons can be picked as the reference
     assert client.get("/api/jobs").json()["jobs"][0]["id"] == job["id"]
     again = client.post("/api/jobs/export", json={"values": {**SCENE, "out": "chips/chips-1"}})
     assert again.status_code == 422 and "already exists" in again.json()["errors"]["out"]
@@ -253,6 +255,7 @@ def test_runs_table_sorts_compares_and_links_reports(client, ws):
     assert report.headers["content-security-policy"].startswith("sandbox")
     rows = {r["key"]: r for r in client.get("/api/runs/compare", params={"a": 1, "b": 2}).json()["rows"]}
     assert rows["epochs_run"]["diff"] == 1 and rows["architecture"]["a"] == "tiny"
+    assert isinstance(rows["per_class_iou"]["a"], list) and isinstance(runs[0]["per_class_iou"], list)
     assert client.get("/api/runs/compare", params={"a": 1, "b": 9}).status_code == 404
     assert client.post("/api/runs/1/resume").status_code == 409  # finished runs are not resumed
 

@@ -213,14 +213,16 @@ def test_kinds_of_zips_and_json(fresh, scene, tmp_path):
     assert decode(quicklook_png(fresh.root / "shapes.zip", max_size=200))[..., 3].max() == 255
 
 
-def test_find_skips_chip_set_insides_and_sorts_newest_first(ws):
+def test_find_skips_chip_set_insides_but_the_held_out_polygons_and_sorts_newest_first(ws):
     rasters = ws.find({"raster", "map"})
     assert [e["path"] for e in rasters if e["kind"] == "raster"] == ["data/image.tif"]  # not the chips
     later = time.time() + 100
     os.utime(ws.root / "data" / "image.tif", (later, later))
     assert ws.find({"raster", "map"})[0]["path"] == "data/image.tif"
     assert {e["path"] for e in ws.find({"chipset", "package"})} == {"chips", "model", "model.zip"}
-    assert {e["path"] for e in ws.find({"vector"})} == {"data/labels.gpkg", "data/labels.geojson"}
+    # of a chip set's insides only its held-out validation polygons are offered (the reference for evaluate)
+    assert {e["path"] for e in ws.find({"vector"})} == {"data/labels.gpkg", "data/labels.geojson",
+                                                        "chips/validation.gpkg"}  # fmt: skip
     assert len(ws.find({"vector"}, limit=1)) == 1
     with pytest.raises(ConfigError):
         ws.find({"nonsense"})

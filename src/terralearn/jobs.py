@@ -30,7 +30,7 @@ from pathlib import Path
 from terralearn.config import ClassifyConfig, EvaluateConfig, ExportConfig, StageConfig, TrainConfig
 from terralearn.errors import JobError, TerraLearnError
 from terralearn.io.atomic import json_default
-from terralearn.runs import DB_NAME, Registry, resolve_workspace
+from terralearn.runs import DB_NAME, Registry, pid_alive, resolve_workspace
 
 #: Stages that run as jobs, with their typed settings. "resume" continues an interrupted training run.
 STAGE_CONFIGS: dict[str, type[StageConfig]] = {
@@ -70,22 +70,6 @@ CREATE TABLE IF NOT EXISTS jobs (
 
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (finished, not yet reaped) is not alive
-        with open(f"/proc/{int(pid)}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 class JobStore:
@@ -147,10 +131,10 @@ class JobStore:
             job[key] = json.loads(job[key]) if job.get(key) else ({} if key != "result" else None)
         if job["status"] == "running":
             silent = job["heartbeat"] is not None and time.time() - job["heartbeat"] > STALE_S
-            if not _pid_alive(job["pid"]) or silent:
+            if not pid_alive(job["pid"]) or silent:
                 job["status"] = "interrupted"
                 self.update(job["id"], status="interrupted", finished=_now())
-        elif job["status"] == "queued" and job["pid"] and not _pid_alive(job["pid"]):
+        elif job["status"] == "queued" and job["pid"] and not pid_alive(job["pid"]):
             job["status"] = "interrupted"
             self.update(job["id"], status="interrupted", finished=_now())
         job["resumable"] = job["status"] in ("interrupted", "cancelled") and job["kind"] in ("train", "resume")
@@ -201,6 +185,7 @@ def resume_training(workspace: Path | str, run_id: int) -> int:
     return start_job(workspace, "resume", {"run_id": int(run_id)})
 
 
+#: Workers started by this process, by process id (reaped by ``reap``).
 _children: dict[int, subprocess.Popen] = {}
 
 
@@ -214,16 +199,16 @@ def _spawn(store: JobStore, job_id: int) -> None:
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
             start_new_session=True, close_fds=True,
         )  # fmt: skip
-    _children[job_id] = proc
+    _children[proc.pid] = proc
     store.update(job_id, pid=proc.pid)
     reap()
 
 
 def reap() -> None:
     """Collect workers started by this process that have ended (no zombies)."""
-    for job_id, proc in list(_children.items()):
+    for pid, proc in list(_children.items()):
         if proc.poll() is not None:
-            del _children[job_id]
+            del _children[pid]
 
 
 def cancel_job(workspace: Path | str, job_id: int) -> dict:
@@ -319,7 +304,7 @@ def _run_export(store: JobStore, job_id: int, settings: dict) -> dict:
     from terralearn.export import export
 
     config = ExportConfig.model_validate(settings)
-    rep = _Reporter(store, job_id, "chips")
+    rep = _Reporter(store, job_id, "windows")  # candidate chip windows looked at; the chips written are fewer
     rep.phase("Checking the inputs and writing chips")
     result = export(config, progress=rep)
     Registry(store.root).record_chipset(result)

@@ -198,11 +198,23 @@ def _sql(value):
 
 def _live_status(row: dict) -> dict:
     """A run still marked running whose process is gone was killed: show it as interrupted."""
-    if row.get("status") == "running" and row.get("pid"):
-        try:
-            os.kill(int(row["pid"]), 0)
-        except ProcessLookupError:
-            row["status"] = "interrupted"
-        except PermissionError:
-            pass
+    if row.get("status") == "running" and row.get("pid") and not pid_alive(row["pid"]):
+        row["status"] = "interrupted"
     return row
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process runs: not gone, and not a zombie that has ended but is not yet reaped."""
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (finished, not yet reaped) is not alive
+        with open(f"/proc/{int(pid)}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True

@@ -53,6 +53,9 @@ _JSON_FULL_PARSE = 64 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _GEOJSON_TYPE = re.compile(rb'"type"\s*:\s*"(' + b"|".join(t.encode() for t in sorted(GEOJSON_TYPES)) + rb')"')
 
+#: The held-out validation polygons that `terralearn export` writes into a chip set.
+HELD_OUT = "validation.gpkg"
+
 
 def is_hidden_name(name: str) -> bool:
     """Names never shown nor served: dotfiles (including atomic-write temporaries) and the registry's files."""
@@ -284,7 +287,8 @@ class WorkspaceFiles:
     def find(self, kinds: set[str], limit: int = 500) -> list[dict]:
         """Entries of the given kinds anywhere in the workspace, newest first (at most ``limit``).
 
-        Does not look inside chip sets and packages, hidden folders, or folders reached by a symlink.
+        Does not look inside chip sets (except for their held-out validation polygons) and packages, hidden
+        folders, or folders reached by a symlink.
         """
         unknown = set(kinds) - set(KINDS)
         if unknown:
@@ -310,6 +314,10 @@ class WorkspaceFiles:
                     found.append(self._entry(path, rel, st))
                 if kind == "folder" and not entry.is_symlink():
                     stack.append((path, rel))
+                held_out = path / HELD_OUT
+                if kind == "chipset" and "vector" in kinds and held_out.is_file() and not held_out.is_symlink():
+                    # the chip set's held-out validation polygons: the honest reference for `evaluate`
+                    found.append(self._entry(held_out, f"{rel}/{HELD_OUT}", held_out.stat()))
         found.sort(key=lambda e: (e["modified"], e["path"]), reverse=True)
         return found[:limit]
 

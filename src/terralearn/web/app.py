@@ -6,6 +6,7 @@ io layer, and renders the result. Nothing here knows about geodata beyond what t
 
 from __future__ import annotations
 
+import json
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -35,6 +36,7 @@ from terralearn.web import forms
 from terralearn.web.security import CSRF_HEADER, Guard, install
 
 HERE = Path(__file__).parent
+SAMPLE_IMAGE = "sample_scene.tif"
 MB = 1024 * 1024
 #: The steps of the workflow, in order: (path, title, one-line purpose).
 STEPS = [
@@ -82,6 +84,7 @@ def create_app(workspace: Path | str, *, host: str = "127.0.0.1", token: str | N
     app = FastAPI(title="TerraLearn", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Local no-code app: check, export, train, classify, evaluate.")  # fmt: skip
     app.state.files, app.state.guard, app.state.store = files, guard, store
+    app.state.checked = False  # a check without errors was run (ticks the Check step)
     install(app, guard)
     templates = Jinja2Templates(directory=HERE / "templates")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -150,7 +153,7 @@ def create_app(workspace: Path | str, *, host: str = "127.0.0.1", token: str | N
         runs_done = any(r["status"] in ("finished", "stopped_early") for r in Registry(root).runs())
         done = {
             "data": bool(files.find({"raster"}, limit=1)),
-            "check": "export" in finished,
+            "check": "export" in finished or app.state.checked,
             "export": bool(Registry(root).chipsets()),
             "train": runs_done,
             "runs": runs_done,
@@ -236,7 +239,7 @@ def create_app(workspace: Path | str, *, host: str = "127.0.0.1", token: str | N
         from terralearn.sample import make_sample
 
         out = root / "sample"
-        if not (out / "sample_image.tif").exists():
+        if not (out / SAMPLE_IMAGE).exists():
             make_sample(out)
         return {"path": files.relative(out), "items": files.listdir("sample")}
 
@@ -263,6 +266,7 @@ def create_app(workspace: Path | str, *, host: str = "127.0.0.1", token: str | N
         if config is None:
             return JSONResponse({"error": "Some settings are not valid.", "errors": errors}, status_code=422)
         report = run_checks(config, **extras)
+        app.state.checked = app.state.checked or report.ok
         return {"ok": report.ok, **report.as_dict()}
 
     # ----------------------------------------------------------------------------------------- jobs
@@ -311,13 +315,15 @@ def create_app(workspace: Path | str, *, host: str = "127.0.0.1", token: str | N
             r["report"] = files.relative(report) if report.exists() else None
             r["package_path"] = _inside(files, r.get("package"))
             r["config"] = None
+            r["per_class_iou"] = _json_list(r.get("per_class_iou"))
         return {"runs": rows}
 
     @app.get("/api/runs/compare", tags=["runs"])
     def compare(a: QueryId, b: QueryId) -> dict:
         """Two runs side by side with the difference of their scores."""
         registry = Registry(root)
-        return {"a": a, "b": b, "rows": compare_runs(registry.run(a), registry.run(b))}
+        ra, rb = (dict(r, per_class_iou=_json_list(r.get("per_class_iou"))) for r in (registry.run(a), registry.run(b)))
+        return {"a": a, "b": b, "rows": compare_runs(ra, rb)}
 
     @app.post("/api/runs/{run_id}/resume", tags=["runs"], status_code=202, response_model=JobStarted)
     def resume(run_id: Id):
@@ -325,6 +331,16 @@ def create_app(workspace: Path | str, *, host: str = "127.0.0.1", token: str | N
         return {"id": jobs.resume_training(root, run_id)}
 
     return app
+
+
+def _json_list(value):
+    """Per-class figures are stored as JSON text in the registry; the API gives them as lists."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _inside(files: WorkspaceFiles, path: str | None) -> str | None:
