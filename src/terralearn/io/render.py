@@ -22,10 +22,12 @@ import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp, Resampling
 
+from terralearn.classes import colour_for
 from terralearn.errors import ConfigError, InputFileError
 from terralearn.geo.pyramid import TILE, fit_shape, max_zoom, tile_out_shape, tile_window
 from terralearn.io.inspect import MAX_DISTINCT, crs_summary, guess_class_field, json_value, lonlat_bounds, vector_source
 from terralearn.io.raster import open_raster, read_class_table
+from terralearn.io.vector import unreadable_vector
 from terralearn.io.workspace import detect_kind
 
 #: Longest side of the decimated read that band statistics are computed from (the default quick-look's size,
@@ -330,19 +332,39 @@ def _colour(style: _Style, data: np.ndarray, valid: np.ndarray) -> np.ndarray:
 # --- vectors ---------------------------------------------------------------------------------------------------------
 
 
+def _class_names(gdf, field: str, rows: list[dict]) -> dict:
+    """Value -> class name, from a text field that takes one value per class value (e.g. class_name)."""
+    for row in rows:
+        other = row["name"]
+        if other == field or gdf[other].dtype.kind not in "OU":
+            continue
+        pairs = gdf[[field, other]].dropna().drop_duplicates()
+        if len(pairs) == pairs[field].nunique() == pairs[other].nunique():
+            return dict(zip(pairs[field], pairs[other].astype(str), strict=True))
+    return {}
+
+
+def _class_order(value) -> tuple:
+    """Numbers in numeric order, then text: the order of the class table of a chip set."""
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+def _legend_label(value, names: dict) -> str:
+    return f"{names[value]} ({value})" if value in names and names[value] != str(value) else str(value)
+
+
 def _vector_quicklook(path: Path, max_size: int) -> bytes:
     import pyogrio
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
     try:
         gdf = pyogrio.read_dataframe(vector_source(path), max_features=MAX_VECTOR_FEATURES)
     except Exception as exc:  # pyogrio raises several error types for unreadable data
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise InputFileError(
-            f"'{path.name}' could not be read as a vector layer ({first}).",
-            "Export the layer again from your GIS as GeoPackage, GeoJSON or a zipped shapefile.",
-        ) from None
+        raise unreadable_vector(path, exc) from None
     gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
     rows = []
     for col in gdf.columns:
@@ -368,10 +390,13 @@ def _vector_quicklook(path: Path, max_size: int) -> bytes:
     else:
         kwargs = dict(ax=ax, linewidth=0.6, markersize=8)
         if field is not None:
-            gdf = gdf.assign(**{field: gdf[field].astype(str)})
-            gdf.plot(column=field, categorical=True, cmap="tab20", edgecolor="#333333", legend=True,
-                     legend_kwds=dict(fontsize=7, title=field, title_fontsize=7, framealpha=0.8, loc="best"),
-                     **kwargs)  # fmt: skip
+            values = sorted(gdf[field].dropna().unique(), key=_class_order)
+            names = _class_names(gdf, field, rows)
+            colours = {v: colour_for(names.get(v, str(v)), i) for i, v in enumerate(values)}
+            for value in values:  # the same colours as the classes of a chip set and a map
+                gdf[gdf[field] == value].plot(color=colours[value], edgecolor="#333333", **kwargs)
+            handles = [Patch(facecolor=colours[v], edgecolor="#333333", label=_legend_label(v, names)) for v in values]
+            ax.legend(handles=handles, fontsize=7, title=field, title_fontsize=7, framealpha=0.8, loc="best")
         else:
             gdf.plot(color="#3388ff", edgecolor="#1f4e99", **kwargs)
         pad_x, pad_y = 0.02 * w, 0.02 * h
