@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import xml.etree.ElementTree as ET
 
@@ -173,3 +174,106 @@ def test_random_forest_packages_classify_too(package, tmp_path):
     with rasterio.open(result.out) as m:
         assert set(np.unique(m.read(1))) <= {0, 1, 2, 255}
     assert json.loads(json.dumps(result.class_pixels))
+
+
+def test_onnx_export_is_cached_keyed_and_checked(package, tmp_path, monkeypatch):
+    import shutil
+
+    from terralearn import deploy
+
+    pkg = tmp_path / "model"
+    shutil.copytree(package, pkg, ignore=shutil.ignore_patterns(".onnx-cache"))
+    exports = []
+    real_export = deploy.export_onnx
+    monkeypatch.setattr(deploy, "export_onnx", lambda *a, **kw: exports.append(kw["size"]) or real_export(*a, **kw))
+    src = image(tmp_path / "in.tif", make_grid())
+
+    def onnx_map(name, tile=16):
+        result = run(pkg, [src], tmp_path / name, tile_size=tile, overlap=4, backend="onnx")
+        with rasterio.open(result.out) as m:
+            return m.read(1)
+
+    first = onnx_map("a.tif")
+    cache = deploy.onnx_cache_dir(pkg)
+    assert cache == pkg / ".onnx-cache" and len(list(cache.glob("*.onnx"))) == 1 and exports == [(32, 32)]
+    assert (onnx_map("b.tif") == first).all() and exports == [(32, 32)]  # the cached export, not exported again
+    onnx_map("c.tif", tile=40)  # another tile size: its own export
+    assert exports == [(32, 32), (64, 64)] and len(list(cache.glob("*.onnx"))) == 2
+    # an altered export (same name, other bytes) is never run: it is exported again
+    cached = next(p for p in cache.glob("*.onnx") if p.name.endswith("-32x32.onnx"))
+    cached.write_bytes(cached.read_bytes()[:-1] + b"\0")
+    assert (onnx_map("d.tif") == first).all() and exports[-1] == (32, 32) and len(exports) == 3
+    # a record for other weights (a retrained package under the same name) does not match either
+    record = cached.with_suffix(".json")
+    saved = json.loads(record.read_text())
+    record.write_text(json.dumps({**saved, "weights_sha256": "0" * 64}))
+    assert (onnx_map("e.tif") == first).all() and len(exports) == 4
+    assert json.loads(record.read_text()) == saved
+    # a cache that cannot be written (a read-only package): exported for the run, in its temporary folder
+    blocked = tmp_path / "not_a_folder"
+    blocked.write_text("")
+    monkeypatch.setattr(deploy, "onnx_cache_dir", lambda package: blocked / "cache")
+    assert (onnx_map("f.tif") == first).all() and len(exports) == 5
+    assert sorted(p.name for p in tmp_path.glob(".terralearn-*")) == []
+
+
+def test_area_in_km2_projected_geographic_and_unknown():
+    from rasterio.crs import CRS
+
+    from terralearn.classify import area_km2
+    from terralearn.geo.grid import Grid
+
+    utm = make_grid(width=100, height=50, res=10.0)  # 1,000 m x 500 m
+    assert area_km2(utm) == pytest.approx(0.5) and area_km2(utm, rows=25) == pytest.approx(0.25)
+    feet = Grid(CRS.from_epsg(2263), Affine(10, 0, 1e6, 0, -10, 2e5), 100, 100)  # US survey feet
+    assert area_km2(feet) == pytest.approx((1000 * 0.3048006096) ** 2 / 1e6)
+    degrees = Grid(CRS.from_epsg(4326), Affine(1, 0, 10, 0, -1, 1), 1, 2)  # 1° x 2° across the equator
+    assert area_km2(degrees) == pytest.approx(2 * 12364, rel=1e-3) and area_km2(degrees, 1) == pytest.approx(
+        12364, rel=1e-3
+    )
+    assert area_km2(Grid(None, Affine(10, 0, 0, 0, -10, 0), 10, 10)) is None
+
+
+def test_progress_bar_shows_pixels_and_km2(package, tmp_path):
+    from rasterio.crs import CRS
+    from rich.console import Console
+
+    from terralearn.cli._common import progress_bar
+    from terralearn.cli.classify import area_progress
+    from terralearn.geo.grid import Grid
+
+    grid = make_grid(width=64, height=48, res=100.0)  # 6.4 km x 4.8 km = 30.72 km²
+    text = area_progress(grid)
+    assert text(0, 64 * 48) == "0.0/30.7 km²" and text(64 * 24, 64 * 48) == "15.4/30.7 km²"
+    geographic = area_progress(Grid(CRS.from_epsg(4326), Affine(0.1, 0, 10, 0, -0.1, 50), 10, 10))
+    assert geographic(100, 100).startswith("≈") and geographic(100, 100).endswith(" km²")
+    assert "no CRS" in area_progress(Grid(None, Affine(1, 0, 0, 0, -1, 0), 5, 5))(0, 25)
+    # the bar itself: pixels done / total and the km² column, from classify's own progress calls
+    bar, update = progress_bar("Classifying (pixels)", extra=text)
+    calls = []
+    src = image(tmp_path / "in.tif", grid)
+    classify(
+        ClassifyConfig.build(model=package, rasters=[src], out=tmp_path / "map.tif"),
+        progress=lambda done, total: calls.append((done, total)) or update(done, total),
+    )
+    assert calls[-1] == (64 * 48, 64 * 48) and all(a[0] < b[0] for a, b in itertools.pairwise(calls))
+    console = Console(record=True, width=160)
+    console.print(bar.make_tasks_table(bar.tasks))
+    shown = console.export_text()
+    assert "3072/3072" in shown and "30.7/30.7 km²" in shown
+    plain, plain_update = progress_bar("Exporting chips")  # other commands: unchanged columns
+    plain_update(3, 10)
+    assert len(plain.columns) == 4
+
+
+def test_batches_span_tile_rows_without_changing_the_map(package, tmp_path):
+    # 2 tiles per row: batches of 1, 3 (across two rows) and 64 (the whole raster, many rows) give one map
+    src = image(tmp_path / "in.tif", make_grid(width=20, height=150), nodata_cols=2)
+    maps = []
+    for batch in (1, 3, 64):
+        result = run(package, [src], tmp_path / f"b{batch}.tif", tile_size=16, overlap=4, batch_size=batch,
+                     probabilities=True)  # fmt: skip
+        with rasterio.open(result.out) as m, rasterio.open(result.probability) as p:
+            maps.append((m.read(1), p.read(1)))
+    for labels, prob in maps[1:]:
+        assert (labels == maps[0][0]).mean() > 0.999 and np.abs(prob.astype(int) - maps[0][1]).max() <= 1

@@ -5,7 +5,9 @@ probabilities) are weighted by a 2-D Hann window and accumulated, so overlapping
 blend without seams. Rows of the map are final as soon as no later tile row covers them:
 they are written then and dropped from memory. Peak memory therefore depends on the tile
 size, the batch size and the raster width, never on its height. A reader thread prepares
-the next strip while the model runs, and a writer thread writes finished rows.
+the next strip's tiles, normalised and batched (full batches, across tile rows), while the
+model runs, and a writer thread writes finished rows; the model's weights load in a thread
+while the first strip is read.
 
 The result is a validated Cloud-Optimized GeoTIFF on the input grid (uint8 class indices,
 255 = nodata) with a colour table, the class table (original values and names) as a tag,
@@ -14,6 +16,7 @@ a raster attribute table side-car and a QGIS style; optionally a probability map
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import tempfile
@@ -27,13 +30,15 @@ import numpy as np
 import rasterio
 import shapely
 import torch
+from rasterio.errors import CRSError
 from rasterio.features import rasterize
 from rasterio.windows import Window
 
 from terralearn.classes import hex_to_rgba
 from terralearn.config import ClassifyConfig
-from terralearn.errors import RasterError
+from terralearn.errors import PackageError, RasterError
 from terralearn.geo.blend import hann_weights
+from terralearn.geo.grid import Grid
 from terralearn.geo.tiling import tile_starts
 from terralearn.io.atomic import ensure_can_write_dir
 from terralearn.io.maps import (
@@ -45,7 +50,8 @@ from terralearn.io.maps import (
     write_attribute_table,
     write_qml,
 )
-from terralearn.io.raster import RUN_TAG, RasterStack, describe_raster
+from terralearn.io.package import read_card
+from terralearn.io.raster import RUN_TAG, RasterStack
 from terralearn.io.vector import read_vector
 from terralearn.models.forest import predict_proba
 from terralearn.models.loader import LoadedModel, load_model
@@ -83,12 +89,14 @@ class Predictor:
         if config.backend == "onnx":
             import onnxruntime as ort
 
-            from terralearn.deploy import export_onnx
+            from terralearn.deploy import cached_onnx
 
             self.padded = tuple(math.ceil(v / MULTIPLE) * MULTIPLE for v in tile_hw)
-            path, _ = export_onnx(config.model, tmp / "model.onnx", size=self.padded)
+            model = cached_onnx(config.model, loaded.card, self.padded, fallback=tmp / "model.onnx")
             options = ort.SessionOptions()
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            # Idle ONNX Runtime threads sleep instead of spinning: the reader and writer threads get the cores.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
             return
         self.device = resolve_device(config.device)
         self.half = self.device.type == "cuda"
@@ -96,33 +104,29 @@ class Predictor:
         if self.half:
             self.net = self.net.half()
 
-    def _logits(self, x: np.ndarray) -> np.ndarray:
-        """Logits from ONNX Runtime, probabilities from torch (softmax there is multi-threaded)."""
-        if self.session is not None:
-            h, w = x.shape[-2:]
-            ph, pw = self.padded[0] - h, self.padded[1] - w
-            if ph or pw:
-                mode = "reflect" if ph < h and pw < w else "edge"
-                x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
-            return self.session.run(None, {"image": x})[0][..., :h, :w]
-        with torch.inference_mode():
-            t = torch.from_numpy(x).to(self.device)
-            if self.half:
-                t = t.half()
-            return torch.softmax(self.net(t).float(), dim=1).cpu().numpy()
+    def _onnx_logits(self, x: np.ndarray) -> np.ndarray:
+        h, w = x.shape[-2:]
+        ph, pw = self.padded[0] - h, self.padded[1] - w
+        if ph or pw:
+            mode = "reflect" if ph < h and pw < w else "edge"
+            x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
+        return self.session.run(None, {"image": x})[0][..., :h, :w]
 
     def _proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities, float32, in a new array the caller may change in place."""
         if self.loaded.forest is not None:
             b, c, h, w = x.shape
             pixels = np.moveaxis(x, 1, -1).reshape(-1, c)
             p = predict_proba(self.loaded.forest, pixels)
-            return np.moveaxis(p.reshape(b, h, w, -1), -1, 1)
-        out = self._logits(np.ascontiguousarray(x, dtype=np.float32))
-        if self.session is None:
-            return out  # the torch path returns probabilities already
-        out -= out.max(axis=1, keepdims=True)
-        e = np.exp(out)
-        return e / e.sum(axis=1, keepdims=True)
+            return np.ascontiguousarray(np.moveaxis(p.reshape(b, h, w, -1), -1, 1), dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        with torch.inference_mode():  # softmax in torch for every backend: one fused, multi-threaded pass
+            if self.session is not None:
+                logits = torch.from_numpy(self._onnx_logits(x))
+            else:
+                t = torch.from_numpy(x).to(self.device)
+                logits = self.net(t.half() if self.half else t).float()
+            return torch.softmax(logits, dim=1).cpu().numpy()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if not self.tta:
@@ -131,7 +135,8 @@ class Predictor:
         views = _dihedral_views(square=x.shape[-1] == x.shape[-2])
         for forward, inverse in views:
             total += inverse(self._proba(np.ascontiguousarray(forward(x))))
-        return total / len(views)
+        total /= len(views)
+        return total
 
 
 def _dihedral_views(square: bool):
@@ -171,19 +176,19 @@ def check_bands(card: dict, stack: RasterStack, config: ClassifyConfig) -> None:
         )
 
 
-def gdal_cache_mb(rasters) -> int:
-    """GDAL's block cache for a streamed pass: a few strips of blocks, not 5 % of RAM.
+COG_CACHE_BYTES = 32 * 2**20  # GDAL's block cache while the map becomes a COG: it reads and writes blocks in turn
 
-    GDAL's default keeps every decompressed input block up to 5 % of RAM, so memory would grow with
-    the raster up to that size; two rows of 512-px blocks of every band are enough for a strip reader.
+
+def gdal_cache_bytes(stack: RasterStack, tile_height: int) -> int:
+    """GDAL's block cache for a streamed pass: the blocks one strip of tiles touches, not 5 % of RAM.
+
+    GDAL's default keeps every decompressed input block up to 5 % of RAM, so memory would grow with the
+    raster up to that size; a strip reader needs the blocks under one strip plus the row of blocks that
+    the next strip starts in (read again, not decoded again), and the blocks of the map being written.
+    rasterio takes GDAL_CACHEMAX in bytes.
     """
-    width = bands = 0
-    for path in rasters:
-        info = describe_raster(path)
-        width = max(width, info.grid.width)
-        bands += info.count
-    need = 2 * 512 * width * bands * 8 / 2**20
-    return int(min(1024, max(64, need)))
+    need = stack.strip_cache_bytes(tile_height) + 2 * tile_height * stack.grid.width
+    return int(min(2**30, max(16 * 2**20, 1.25 * need)))
 
 
 def default_tile(card: dict) -> int:
@@ -204,13 +209,13 @@ def classify(config: ClassifyConfig, progress: Progress | None = None) -> Classi
 
         raise OutputExistsError(f"The output '{out}' already exists.", "Choose another --out or pass --overwrite.")
     ensure_can_write_dir(out.parent, overwrite=True)
-    loaded = load_model(config.model)
-    card = loaded.card
     warnings: list[str] = []
-    with (
-        rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(config.rasters)),
-        RasterStack(config.rasters, config.resampling) as stack,
-    ):
+    # The weights load and are checked in a thread while the rasters open and the first strip is read.
+    card = read_card(config.model)
+    with contextlib.ExitStack() as context:
+        loader = context.enter_context(ThreadPoolExecutor(1, thread_name_prefix="model-loader"))
+        loading = loader.submit(load_model, config.model)
+        stack = context.enter_context(RasterStack(config.rasters, config.resampling))
         grid = stack.grid
         if grid.is_rotated or grid.is_south_up:
             raise RasterError(
@@ -239,36 +244,67 @@ def classify(config: ClassifyConfig, progress: Progress | None = None) -> Classi
         aoi = _aoi(config, grid)
         with tempfile.TemporaryDirectory(prefix=".terralearn-", dir=out.parent) as tmp_name:
             tmp = Path(tmp_name)
-            predictor = Predictor(loaded, config, (th, tw), tmp)
-            colormap = {c["index"]: hex_to_rgba(c["colour"]) for c in classes}
-            tags = {**class_tags(classes), **({RUN_TAG: str(card["run_id"])} if card.get("run_id") else {})}
-            writer = StripWriter(tmp / "map.tif", grid, colormap=colormap, tags=tags)
-            prob_writer = (
-                StripWriter(tmp / "prob.tif", grid, description="probability (%)") if config.probabilities else None
-            )
-            counts = np.zeros(k, dtype=np.int64)
-            try:
-                _run(stack, grid, rows, cols, th, tw, mean, std, weights, predictor, k, suppress, aoi, config,
-                     writer, prob_writer, counts, progress)  # fmt: skip
-            finally:
-                writer.close()
-                if prob_writer:
-                    prob_writer.close()
-            to_cog(tmp / "map.tif", out)
-            prob_path = None
-            if prob_writer:
-                prob_path = out.with_name(out.stem + "_probability.tif")
-                to_cog(tmp / "prob.tif", prob_path, resampling="AVERAGE")
+            with (
+                rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(stack, th)),
+                _TileReader(stack, rows, cols, th, tw, mean, std, config.batch_size) as strips,
+            ):
+                loaded = loading.result()
+                if loaded.card != card:
+                    raise PackageError(f"The model package '{config.model}' changed while it was read.", "Run again.")
+                predictor = Predictor(loaded, config, (th, tw), tmp)
+                colormap = {c["index"]: hex_to_rgba(c["colour"]) for c in classes}
+                tags = {**class_tags(classes), **({RUN_TAG: str(card["run_id"])} if card.get("run_id") else {})}
+                writer = StripWriter(tmp / "map.tif", grid, colormap=colormap, tags=tags)
+                prob_writer = (
+                    StripWriter(tmp / "prob.tif", grid, description="probability (%)") if config.probabilities else None
+                )
+                counts = np.zeros(k, dtype=np.int64)
+                try:
+                    _run(strips, grid, rows, cols, weights, sy, predictor, k, suppress, aoi, writer, prob_writer,
+                         counts, progress)  # fmt: skip
+                finally:
+                    writer.close()
+                    if prob_writer:
+                        prob_writer.close()
+            prob_path = out.with_name(out.stem + "_probability.tif") if prob_writer else None
+            with rasterio.Env(GDAL_CACHEMAX=COG_CACHE_BYTES):  # the input's blocks are dropped
+                to_cog(tmp / "map.tif", out)
+                if prob_path:
+                    to_cog(tmp / "prob.tif", prob_path, resampling="AVERAGE")
     valid, errors = validate_cog(out)
     if not valid:  # pragma: no cover - GDAL's COG driver writes valid COGs
         warnings.append(f"The output is not a valid COG: {errors}")
     aux = write_attribute_table(out, classes)
     qml = write_qml(out, classes)
-    area = None
-    if grid.crs is not None and not grid.is_geographic and (grid.crs.linear_units or "").startswith("met"):
-        area = grid.width * grid.height * grid.pixel_area / 1e6
-    return ClassifyResult(out, qml, aux, prob_path, time.perf_counter() - t0, grid.width * grid.height, area,
-                          counts.tolist(), warnings, valid)  # fmt: skip
+    return ClassifyResult(out, qml, aux, prob_path, time.perf_counter() - t0, grid.width * grid.height,
+                          area_km2(grid), counts.tolist(), warnings, valid)  # fmt: skip
+
+
+EARTH_RADIUS_KM = 6371.0072  # the authalic sphere: the WGS 84 ellipsoid's surface area
+
+
+def area_km2(grid: Grid, rows: float | None = None) -> float | None:
+    """The area in km² of the grid's first ``rows`` rows (default: all), for progress and summaries.
+
+    Projected grids: pixels times the pixel area in the CRS's linear units (the map area, like a GIS's).
+    Geographic grids (north-up): the area on the authalic sphere between the rows' latitudes, which is
+    within 0.5 % of the ellipsoid's. None without a CRS, with unknown linear units or a rotated geographic grid.
+    """
+    rows = grid.height if rows is None else rows
+    if grid.crs is None:
+        return None
+    if grid.is_geographic:
+        if not grid.is_north_up:
+            return None
+        top = max(-90.0, min(90.0, grid.transform.f))
+        bottom = max(-90.0, min(90.0, grid.transform.f + rows * grid.transform.e))
+        zone = abs(math.sin(math.radians(top)) - math.sin(math.radians(bottom)))
+        return EARTH_RADIUS_KM**2 * math.radians(min(360.0, grid.width * abs(grid.transform.a))) * zone
+    try:
+        metres = grid.crs.linear_units_factor[1]
+    except CRSError:
+        return None
+    return rows * grid.width * grid.pixel_area * metres**2 / 1e6
 
 
 def _aoi(config: ClassifyConfig, grid):
@@ -284,70 +320,176 @@ def _aoi(config: ClassifyConfig, grid):
     return geom
 
 
-def _run(stack, grid, rows, cols, th, tw, mean, std, weights, predictor, k, suppress, aoi, config, writer,
-         prob_writer, counts, progress) -> None:  # fmt: skip
+class _TileReader:
+    """The tiles, read strip by strip in a background thread one strip ahead, normalised into batches.
+
+    Batches are full across strips, in row-major order: the tiles a model fed from memory would get.
+    Iterating yields, per tile row, ``(valid, batches)``: the strip's (th, width) validity mask and the
+    batches completed by its tiles, each ``(tiles, keys)`` with (B, C, th, tw) float32 tiles and their
+    (strip index, column index); the last strip also yields the last, partial batch.
+    """
+
+    def __init__(self, stack, rows, cols, th, tw, mean, std, batch_size) -> None:  # fmt: skip
+        self.stack, self.rows, self.cols, self.th, self.tw = stack, rows, cols.tolist(), th, tw
+        self.mean, self.std, self.batch_size = mean, std, batch_size
+        self.batch, self.keys = None, []  # the batch being filled (only the reader thread touches them)
+
+    def __enter__(self) -> _TileReader:
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="strip-reader")
+        self.next = self.pool.submit(self._read, 0)  # starts at once
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def __iter__(self):
+        for i in range(len(self.rows)):
+            strip = self.next.result()
+            if i + 1 < len(self.rows):
+                self.next = self.pool.submit(self._read, i + 1)
+            yield strip
+
+    def _read(self, i: int):
+        th, tw = self.th, self.tw
+        data, valid = self.stack.read(Window(0, int(self.rows[i]), self.stack.grid.width, th))
+        done = []
+        for j, c in enumerate(self.cols):
+            if self.batch is None:
+                self.batch = np.empty((self.batch_size, data.shape[0], th, tw), dtype=np.float32)
+            tile = self.batch[len(self.keys)]
+            np.subtract(data[:, :, c : c + tw], self.mean, out=tile)  # (x - mean) / std in float32
+            np.divide(tile, self.std, out=tile)
+            inside = valid[:, c : c + tw]
+            if not inside.all():
+                tile[:, ~inside] = 0.0
+            self.keys.append((i, j))
+            if len(self.keys) == self.batch_size:
+                done.append((self.batch, self.keys))
+                self.batch, self.keys = None, []
+        if i + 1 == len(self.rows) and self.keys:
+            done.append((self.batch[: len(self.keys)], self.keys))
+        return valid, done
+
+
+class _Mosaic:
+    """Weighted sums of class probabilities (and of weights) over a band of rows that slides down the map.
+
+    ``acc[:, base + y]`` holds row ``top + y``. Tiles add to rows, which are taken from the top once final;
+    the rows held move to the start of the buffer only when the band reaches its end. The buffer holds a
+    tile row and one stride (a batch reaching into the next tile row), taller only for narrow rasters whose
+    batches reach several tile rows down.
+    """
+
+    def __init__(self, k: int, th: int, sy: int, width: int, weights: np.ndarray, with_weights: bool) -> None:
+        self.k, self.width, self.th = k, width, th
+        self.weights = torch.from_numpy(weights)
+        self.top = self.base = self.used = 0  # first row held, its buffer row, rows held (below: zero)
+        self._allocate(th + sy, with_weights)
+
+    def _allocate(self, height: int, with_weights: bool) -> None:
+        self.acc = np.zeros((self.k, height, self.width), dtype=np.float32)
+        self.wsum = np.zeros((height, self.width), dtype=np.float32) if with_weights else None
+        self._acc_t = torch.from_numpy(self.acc)
+        self._wsum_t = torch.from_numpy(self.wsum) if with_weights else None
+
+    def add(self, proba: np.ndarray, r: int, c: int) -> None:
+        """Add one tile's (k, th, tw) probabilities times the blending weights at row ``r``, column ``c``."""
+        th, tw = self.weights.shape
+        y = r - self.top
+        if self.base + y + th > self.acc.shape[1]:
+            self._make_room(y + th)
+        y += self.base
+        self._acc_t[:, y : y + th, c : c + tw].addcmul_(torch.from_numpy(proba), self.weights)
+        if self._wsum_t is not None:
+            self._wsum_t[y : y + th, c : c + tw] += self.weights
+        self.used = max(self.used, r - self.top + th)
+
+    def _make_room(self, rows: int) -> None:
+        old_acc, old_wsum, base, used = self.acc, self.wsum, self.base, self.used
+        if rows > old_acc.shape[1]:  # a batch reaching several strips down (narrow rasters): a taller buffer
+            self._allocate(rows + self.th, old_wsum is not None)
+        # rows from base + used on are zero: move the rows held to the start and zero the rest of the old ones
+        self.acc[:, :used] = old_acc[:, base : base + used]
+        self.acc[:, used : base + used] = 0.0
+        if old_wsum is not None:
+            self.wsum[:used] = old_wsum[base : base + used]
+            self.wsum[used : base + used] = 0.0
+        self.base = 0
+
+    def take(self, rows: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The next ``rows`` rows from the top (views, valid until the next ``add``) and their weight sums."""
+        band = self.acc[:, self.base : self.base + rows]
+        wsum = self.wsum[self.base : self.base + rows] if self.wsum is not None else None
+        self.top, self.base, self.used = self.top + rows, self.base + rows, max(0, self.used - rows)
+        return band, wsum
+
+
+def _run(strips, grid, rows, cols, weights, sy, predictor, k, suppress, aoi, writer, prob_writer, counts,
+         progress) -> None:  # fmt: skip
+    """Stream the tiles: read (thread) -> predict in batches -> blend -> finished rows -> write (thread).
+
+    Strip ``i`` covers the rows ``rows[i] .. rows[i] + th``; once all its tiles are blended, the rows above
+    ``rows[i + 1]`` are final: they are classified and written, and leave the mosaic.
+    """
+    th, tw = weights.shape
     width = grid.width
-
-    def read_strip(r: int):
-        data, valid = stack.read(Window(0, int(r), width, th))
-        x = (data.astype(np.float32) - mean) / std
-        x[:, ~valid] = 0.0
-        return x, valid
-
-    acc = np.zeros((k, 0, width), dtype=np.float32)
-    wsum = np.zeros((0, width), dtype=np.float32)
-    valid_buf = np.zeros((0, width), dtype=bool)
-    top = 0
-    done = 0
-    with ThreadPoolExecutor(1, thread_name_prefix="strip-reader") as reader, ThreadPoolExecutor(
-        1, thread_name_prefix="map-writer"
-    ) as out_pool:  # fmt: skip
+    allowed = [c for c in range(k) if c not in suppress] or list(range(k))
+    mosaic = _Mosaic(k, th, sy, width, weights, with_weights=prob_writer is not None)
+    done = finished = 0  # pixels written, strips written
+    blended = [0] * len(rows)  # tiles blended per strip
+    valids: dict[int, np.ndarray] = {}
+    with ThreadPoolExecutor(1, thread_name_prefix="map-writer") as out_pool:
         pending_writes = []
-        next_read = reader.submit(read_strip, rows[0])
-        for i, r in enumerate(rows):
-            x, valid = next_read.result()
-            if i + 1 < len(rows):
-                next_read = reader.submit(read_strip, rows[i + 1])
-            bottom = int(r) + th
-            grow = bottom - (top + acc.shape[1])
-            if grow > 0:
-                acc = np.concatenate([acc, np.zeros((k, grow, width), np.float32)], axis=1)
-                wsum = np.concatenate([wsum, np.zeros((grow, width), np.float32)], axis=0)
-                valid_buf = np.concatenate([valid_buf, np.zeros((grow, width), bool)], axis=0)
-            ro = int(r) - top
-            valid_buf[ro : ro + th] = valid
-            for b in range(0, len(cols), config.batch_size):
-                cs = cols[b : b + config.batch_size]
-                batch = np.stack([x[:, :, int(c) : int(c) + tw] for c in cs])
-                proba = predictor(batch)
-                for p, c in zip(proba, cs, strict=True):
-                    acc[:, ro : ro + th, int(c) : int(c) + tw] += p * weights
-                    wsum[ro : ro + th, int(c) : int(c) + tw] += weights
-            final = int(rows[i + 1]) - top if i + 1 < len(rows) else acc.shape[1]
-            block = acc[:, :final]  # weighted sums: dividing by the (positive) weight sum does not change the argmax
-            if suppress:
-                block = block.copy()
-                block[suppress] = -1.0
-            labels = block.argmax(axis=0).astype(np.uint8)
-            ok = valid_buf[:final].copy()
-            if aoi is not None:
-                ok &= _inside(aoi, grid, top, final)
-            labels[~ok] = NODATA
-            counts += np.bincount(labels[ok], minlength=k)[:k]
-            pending_writes.append(out_pool.submit(writer.write, top, labels))
-            if prob_writer:
-                prob = np.round(block.max(axis=0) / np.maximum(wsum[:final], 1e-12) * 100).astype(np.uint8)
-                prob[~ok] = NODATA
-                pending_writes.append(out_pool.submit(prob_writer.write, top, prob))
-            acc, wsum, valid_buf = acc[:, final:], wsum[final:], valid_buf[final:]
-            top += final
-            done += final * width
-            if progress:
-                progress(done, grid.width * grid.height)
-            while len(pending_writes) > 4:
-                pending_writes.pop(0).result()
+        for i, (valid, batches) in enumerate(strips):
+            valids[i] = valid
+            for tiles, keys in batches:
+                proba = predictor(tiles)
+                for p, (s, j) in zip(proba, keys, strict=True):
+                    mosaic.add(p, int(rows[s]), int(cols[j]))
+                    blended[s] += 1
+                while finished < len(rows) and blended[finished] == len(cols):
+                    r = mosaic.top
+                    final = int(rows[finished + 1]) - r if finished + 1 < len(rows) else grid.height - r
+                    band, wsum = mosaic.take(final)
+                    labels, best = _winners(band, allowed)
+                    ok = valids.pop(finished)[:final]
+                    if aoi is not None:
+                        ok = ok & _inside(aoi, grid, r, final)
+                    labels[~ok] = NODATA
+                    counts += np.bincount(labels.ravel(), minlength=NODATA + 1)[:k]
+                    pending_writes.append(out_pool.submit(writer.write, r, labels))
+                    if prob_writer:
+                        prob = np.round(best / np.maximum(wsum, 1e-12) * 100).astype(np.uint8)
+                        prob[~ok] = NODATA
+                        pending_writes.append(out_pool.submit(prob_writer.write, r, prob))
+                    finished += 1
+                    done += final * width
+                    if progress:
+                        progress(done, grid.width * grid.height)
+                while len(pending_writes) > 4:
+                    pending_writes.pop(0).result()
         for f in pending_writes:
             f.result()
+
+
+def _winners(block: np.ndarray, allowed: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The winning class of every pixel among ``allowed`` (the first on ties, as argmax) and its weighted sum.
+
+    With some classes left out, a running maximum over the allowed class planes (faster than numpy's argmax,
+    which reduces the class axis with the stride of a whole plane). The sums are not divided by the weight
+    sum: it is positive, so it does not change the winner.
+    """
+    if len(allowed) == block.shape[0]:  # torch's max: multi-threaded, and the first index on ties, as argmax
+        best, labels = torch.max(torch.from_numpy(block), dim=0)
+        return labels.to(torch.uint8).numpy(), best.numpy()
+    best = block[allowed[0]].copy()
+    labels = np.full(best.shape, allowed[0], dtype=np.uint8)
+    more = np.empty(best.shape, dtype=bool)
+    for c in allowed[1:]:
+        np.greater(block[c], best, out=more)
+        np.putmask(labels, more, c)
+        np.maximum(best, block[c], out=best)
+    return labels, best
 
 
 def _inside(aoi, grid, row_off: int, height: int) -> np.ndarray:

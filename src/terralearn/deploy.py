@@ -4,22 +4,32 @@ The metadata follows what ONNX-based GIS plugins read (QGIS Deepness: model_type
 class_names, resolution in cm/px, tiles_size, tiles_overlap, standardization_mean/std) and
 carries the whole TerraLearn card under ``terralearn_card``. The exported graph is checked
 against the PyTorch output with ONNX Runtime before the file is kept.
+
+``classify --backend onnx`` keeps its exports in a cache (``cached_onnx``): keyed by the weights'
+SHA-256, the card, the tile size and the exporter's versions, each file checked against its recorded
+SHA-256 before it is used, so a stale, damaged or altered export is exported again, never run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
+import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from terralearn import __version__
 from terralearn.errors import PackageError
-from terralearn.io.atomic import atomic_file
+from terralearn.io.atomic import atomic_file, write_json_atomic
 from terralearn.models.loader import load_model
 from terralearn.models.segmentation import MULTIPLE, PadToMultiple
+
+OPSET = 17
 
 
 def export_onnx(
@@ -54,7 +64,7 @@ def export_onnx(
         # The TorchScript exporter: the newer torch.export-based one needs onnxscript, which is not a dependency.
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(net, (example,), str(tmp), input_names=["image"], output_names=["logits"],
-                          dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17,
+                          dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=OPSET,
                           dynamo=False)  # fmt: skip
         model = onnx.load(str(tmp))
         meta = {
@@ -80,3 +90,55 @@ def export_onnx(
                 "Report this with the package; use the PyTorch backend meanwhile.",
             )
     return out, diff
+
+
+def onnx_cache_dir(package: Path) -> Path:
+    """Where ``cached_onnx`` keeps exports: ``PKG/.onnx-cache`` in a folder, ``.PKG.zip.onnx-cache`` beside a zip."""
+    package = Path(package)
+    return package / ".onnx-cache" if package.is_dir() else package.with_name(f".{package.name}.onnx-cache")
+
+
+def _cache_record(card: dict, size: tuple[int, int]) -> dict:
+    """What an export depends on: the weights, the card (in the metadata), the tile size and the exporter."""
+    card_json = json.dumps(card, sort_keys=True)
+    return {
+        "weights_sha256": card["weights_sha256"],
+        "card_sha256": hashlib.sha256(card_json.encode()).hexdigest(),
+        "size": [int(v) for v in size],
+        "opset": OPSET,
+        "terralearn": __version__,
+        "torch": torch.__version__,
+    }
+
+
+def cached_onnx(package: Path, card: dict, size: tuple[int, int], fallback: Path) -> bytes:
+    """The package's network exported to ONNX for tiles of ``size``, as bytes to give ONNX Runtime.
+
+    ``card`` is the package's card as ``load_model`` returned it (its weights' SHA-256 checked). An export
+    is used only when its record matches the package, the size and this exporter and the file's SHA-256
+    matches the record (checked on the very bytes returned); anything else is exported again (checked
+    against PyTorch by ``export_onnx``) and written atomically. Where the cache cannot be written, the
+    export goes to ``fallback`` and is not kept.
+    """
+    record = _cache_record(card, size)
+    folder = onnx_cache_dir(package)
+    stem = f"{record['weights_sha256'][:16]}-{record['size'][0]}x{record['size'][1]}"
+    onnx_path, record_path = folder / f"{stem}.onnx", folder / f"{stem}.json"
+    try:
+        saved = json.loads(record_path.read_text(encoding="utf-8"))
+        data = onnx_path.read_bytes()
+        if saved == {**record, "onnx_sha256": hashlib.sha256(data).hexdigest()}:
+            return data
+    except (OSError, ValueError):
+        pass
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(folder)
+        export_onnx(package, onnx_path, size=size)
+    except OSError:  # the cache cannot be written (a read-only package): export for this run only
+        onnx_path, _ = export_onnx(package, fallback, size=size)
+    data = onnx_path.read_bytes()
+    with contextlib.suppress(OSError):
+        write_json_atomic(record_path, {**record, "onnx_sha256": hashlib.sha256(data).hexdigest()})
+    return data

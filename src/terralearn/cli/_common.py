@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -68,20 +69,27 @@ def handle_errors(fn):
     return wrapper
 
 
-def progress_bar(description: str):
-    """A rich progress bar and a ``(done, total)`` callback for stage functions."""
+def progress_bar(description: str, extra: Callable[[int, int], str] | None = None):
+    """A rich progress bar and a ``(done, total)`` callback for stage functions.
+
+    ``extra(done, total)``, when given, is text shown after the counts (e.g. the area done).
+    """
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if extra is not None:
+        columns.append(TextColumn("{task.fields[extra]}"))
     progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
+        *columns,
         TimeRemainingColumn(),
         console=err_console,
         transient=False,
         disable=not sys.stderr.isatty(),
     )
-    task = progress.add_task(description, total=None)
+    task = progress.add_task(description, total=None, extra="")
 
     def update(done: int, total: int) -> None:
-        progress.update(task, completed=done, total=total)
+        if extra is None:
+            progress.update(task, completed=done, total=total)
+        else:
+            progress.update(task, completed=done, total=total, extra=extra(done, total))
 
     return progress, update

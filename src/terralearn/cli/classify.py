@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from terralearn.cli._common import Debug, Workspace, console, err_console, handle_errors, progress_bar
 from terralearn.config import Backend, ClassifyConfig, Device
 
+if TYPE_CHECKING:
+    from terralearn.geo.grid import Grid
+
 _help = {name: f.description for name, f in ClassifyConfig.model_fields.items()}
+
+
+def area_progress(grid: Grid) -> Callable[[int, int], str]:
+    """The progress bar's area column: km² done / total, from the pixels done (whole rows from the top).
+
+    Geographic grids get an approximate area (marked ≈); a grid without a CRS or with unknown units says why
+    it shows pixels only.
+    """
+    from terralearn.classify import area_km2
+
+    total = area_km2(grid)
+    if total is None:
+        reason = "the raster has no CRS" if grid.crs is None else "its CRS has no known units"
+        return lambda done, pixels: f"(pixels only: {reason})"
+    approx = "≈" if grid.is_geographic else ""
+    digits = 0 if total >= 100 else 1 if total >= 1 else 3
+
+    def text(done: int, pixels: int) -> str:
+        km2 = area_km2(grid, done / max(grid.width, 1)) or 0.0
+        return f"{approx}{km2:,.{digits}f}/{total:,.{digits}f} km²"
+
+    return text
 
 
 @handle_errors
@@ -37,6 +63,7 @@ def classify(
 ) -> None:
     """Classify rasters with a model package into a Cloud-Optimized GeoTIFF with colours, labels and a QGIS style."""
     from terralearn.classify import classify as run_classify
+    from terralearn.io.raster import describe_raster
 
     config = ClassifyConfig.build(
         model=model, rasters=list(raster), out=out, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
@@ -44,12 +71,14 @@ def classify(
         device=device, resampling=list(resampling) if resampling else ["auto"], check_band_names=not ignore_band_names,
         overwrite=overwrite,
     )  # fmt: skip
-    bar, update = progress_bar("Classifying (pixels)")
+    grid = describe_raster(config.rasters[0]).grid  # the stack's grid: that of the first raster
+    bar, update = progress_bar("Classifying (pixels)", extra=area_progress(grid))
     with bar:
         result = run_classify(config, progress=update)
     for w in result.warnings:
         err_console.print(f"[bold yellow]Warning:[/] {w}", highlight=False)
-    area = f", {result.area_km2:,.1f} km²" if result.area_km2 is not None else ""
+    approx = "≈" if grid.is_geographic else ""
+    area = f", {approx}{result.area_km2:,.1f} km²" if result.area_km2 is not None else ""
     console.print(
         f"Classified {result.pixels:,} pixels{area} in {result.seconds:.1f} s "
         f"({result.pixels / max(result.seconds, 1e-9):,.0f} pixels/s).\n"

@@ -49,10 +49,14 @@ class StripWriter:
 
 
 def to_cog(src: Path, dst: Path, resampling: str = "NEAREST") -> None:
-    """Translate a GeoTIFF into a Cloud-Optimized GeoTIFF with overviews (GDAL's COG driver), atomically."""
+    """Translate a GeoTIFF into a Cloud-Optimized GeoTIFF with overviews (GDAL's COG driver), atomically.
+
+    Deflate level 5, not GDAL's 6: half the compression time for files 5-15 % larger (on class maps); the
+    tiles are compressed on all cores (this runs once the model is done with them).
+    """
     with atomic_file(Path(dst)) as tmp:
-        gdal_copy(str(src), str(tmp), driver="COG", COMPRESS="DEFLATE", OVERVIEW_RESAMPLING=resampling,
-                  BLOCKSIZE=256, BIGTIFF="IF_SAFER")  # fmt: skip
+        gdal_copy(str(src), str(tmp), driver="COG", COMPRESS="DEFLATE", LEVEL=5, NUM_THREADS="ALL_CPUS",
+                  OVERVIEW_RESAMPLING=resampling, BLOCKSIZE=256, BIGTIFF="IF_SAFER")  # fmt: skip
         # GDAL keeps what a TIFF cannot hold (an attribute table of the source) in a side-car named after the
         # temporary file; the map's own side-car is written afterwards, so drop this one.
         Path(str(tmp) + ".aux.xml").unlink(missing_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -48,29 +49,64 @@ def _sha256(path: Path) -> str:
 def load_package(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     """Read a package folder or zip; return (card, tensors). Refuses incomplete or tampered packages."""
     path = Path(path)
+    card_bytes, weight_bytes = _read(path, (CARD, WEIGHTS))
+    with ThreadPoolExecutor(1, thread_name_prefix="checksum") as pool:
+        # hashlib releases the GIL: the checksum runs while the card is parsed and the weights deserialised
+        digest = pool.submit(lambda: hashlib.sha256(weight_bytes).hexdigest())
+        card = _parse_card(path, card_bytes)
+        try:
+            tensors, error = load_numpy_bytes(weight_bytes), None
+        except SafetensorError as exc:
+            tensors, error = None, exc
+        if digest.result() != card["weights_sha256"]:
+            raise PackageError(
+                f"The weights in '{path}' do not match the checksum in its {CARD}: the package was modified or "
+                "damaged after training.",
+                "Use the package as written by `terralearn train` (or its .zip), or train again.",
+            )
+    if error is not None:
+        raise PackageError(f"The weights in '{path}' cannot be read ({error}).", "Copy the package again.")
+    return card, tensors
+
+
+def read_card(path: Path) -> dict:
+    """The card of a package, checked as ``load_package`` checks it but without the weights (to plan work early).
+
+    Whatever depends on the weights must use the card that ``load_package`` returns, whose weights are verified.
+    """
+    path = Path(path)
+    return _parse_card(path, _read(path, (CARD,))[0])
+
+
+def _read(path: Path, names: tuple[str, ...]) -> list[bytes]:
+    """The bytes of the package files ``names`` (folder or zip); a clear error when one is missing."""
     if not path.exists():
         raise PackageError(f"The model package '{path}' does not exist.", "Give the folder or .zip written by train.")
     try:
         if path.is_dir():
-            card_bytes = (path / CARD).read_bytes() if (path / CARD).exists() else None
-            weight_bytes = (path / WEIGHTS).read_bytes() if (path / WEIGHTS).exists() else None
+            found = [(path / n).read_bytes() if (path / n).exists() else None for n in names]
         else:
             with zipfile.ZipFile(path) as zf:
-                names = set(zf.namelist())
-                card_bytes = zf.read(CARD) if CARD in names else None
-                weight_bytes = zf.read(WEIGHTS) if WEIGHTS in names else None
+                members = set(zf.namelist())
+                found = [zf.read(n) if n in members else None for n in names]
     except (zipfile.BadZipFile, OSError) as exc:
         raise PackageError(f"'{path}' is not a readable model package ({exc}).", "Copy the package again.") from None
-    missing = [n for n, b in ((CARD, card_bytes), (WEIGHTS, weight_bytes)) if b is None]
+    missing = [n for n, b in zip(names, found, strict=True) if b is None]
     if missing:
         raise PackageError(
             f"The model package '{path}' is incomplete: {', '.join(missing)} missing.",
             "Copy the whole package folder (or its .zip) again.",
         )
+    return found
+
+
+def _parse_card(path: Path, card_bytes: bytes) -> dict:
     try:
         card = json.loads(card_bytes)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PackageError(f"{CARD} in '{path}' is not valid JSON ({exc}).", "Copy the package again.") from None
+    if not isinstance(card, dict):
+        raise PackageError(f"{CARD} in '{path}' is not a JSON object.", "Train or copy the package again.")
     absent = [k for k in REQUIRED if k not in card]
     if absent:
         raise PackageError(f"{CARD} in '{path}' lacks {', '.join(absent)}.", "Train or copy the package again.")
@@ -80,14 +116,4 @@ def load_package(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
             f"{PACKAGE_SCHEMA_VERSION}.",
             "Train the model again with this version.",
         )
-    if hashlib.sha256(weight_bytes).hexdigest() != card["weights_sha256"]:
-        raise PackageError(
-            f"The weights in '{path}' do not match the checksum in its {CARD}: the package was modified or "
-            "damaged after training.",
-            "Use the package as written by `terralearn train` (or its .zip), or train again.",
-        )
-    try:
-        tensors = load_numpy_bytes(weight_bytes)
-    except SafetensorError as exc:
-        raise PackageError(f"The weights in '{path}' cannot be read ({exc}).", "Copy the package again.") from None
-    return card, tensors
+    return card

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,6 +200,21 @@ class RasterStack:
     def close(self) -> None:
         self._stack.close()
 
+    def strip_cache_bytes(self, rows: int) -> int:
+        """The GDAL block cache with which full-width reads of ``rows`` rows, sliding down, decode each block once.
+
+        Every band's blocks over ``rows`` rows plus one row of blocks (a strip starts inside a row of blocks
+        that the previous strip decoded); twice that for a warped raster (the VRT's blocks and its source's).
+        """
+        total = 0
+        for src, info in zip(self._sources, self.infos, strict=True):
+            block_rows = max(int(src.block_shapes[0][0]), 1) if src.count else 1
+            span = (math.ceil(rows / block_rows) + 1) * block_rows
+            itemsize = max(np.dtype(d).itemsize for d in info.dtypes)
+            copies = 1 if info.grid.same_as(self.grid) else 2
+            total += copies * span * self.grid.width * info.count * itemsize
+        return total
+
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         h, w = int(window.height), int(window.width)
         data = np.empty((self.count, h, w), dtype=self.dtype)
@@ -213,12 +229,14 @@ class RasterStack:
                 valid &= ~np.ma.getmaskarray(arr).any(axis=0)
                 raw = arr.data
             else:  # the only mask is a nodata value: comparing is several times faster than a masked read
-                raw = src.read(indexes=indexes, window=window)
+                same = all(np.dtype(d) == data.dtype for d in src.dtypes[: info.count])
+                raw = src.read(indexes=indexes, window=window, out=data[b : b + info.count] if same else None)
                 if src.nodata is not None and not np.isnan(src.nodata):
                     valid &= ~(raw == src.nodata).any(axis=0)
             if np.issubdtype(raw.dtype, np.floating):
                 valid &= ~np.isnan(raw).any(axis=0)
-            data[b : b + info.count] = raw
+            if raw.base is not data:  # not read in place
+                data[b : b + info.count] = raw
             b += info.count
         if not valid.all():
             data[:, ~valid] = self.nodata

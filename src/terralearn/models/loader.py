@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 
 from terralearn.errors import PackageError
-from terralearn.io.package import load_package
+from terralearn.io.package import load_package, read_card
 from terralearn.models.forest import ForestArrays, from_tensors
 from terralearn.models.segmentation import build_model
 
@@ -26,7 +27,10 @@ class LoadedModel:
 
 
 def load_model(path: Path) -> LoadedModel:
-    card, tensors = load_package(path)
+    with ThreadPoolExecutor(1, thread_name_prefix="package-reader") as pool:
+        reading = pool.submit(load_package, path)
+        early = _early_skeleton(path)  # built while the weights are read and checked
+        card, tensors = reading.result()
     if card["task"] != "pixel_classification":
         raise PackageError(f"'{path}' is a {card['task']} model.", "Use a pixel classification package.")
     if card["architecture"] == "random_forest":
@@ -34,8 +38,7 @@ def load_model(path: Path) -> LoadedModel:
             return LoadedModel(card, forest=from_tensors(tensors))
         except ValueError as exc:
             raise PackageError(f"The forest in '{path}' is inconsistent ({exc}).", "Train it again.") from None
-    with torch.device("meta"):  # no random initialisation of weights that are overwritten at once
-        model = build_model(card["architecture"], card["backbone"], card["band_count"], len(card["classes"]))
+    model = early[1] if early is not None and early[0] == _shape(card) else _skeleton(_shape(card))
     state = {k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     missing = missing or [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
@@ -47,3 +50,25 @@ def load_model(path: Path) -> LoadedModel:
         )
     model.eval()
     return LoadedModel(card, network=model)
+
+
+def _shape(card: dict) -> tuple:
+    return card["architecture"], card["backbone"], card["band_count"], len(card["classes"])
+
+
+def _skeleton(shape: tuple) -> torch.nn.Module:
+    with torch.device("meta"):  # no random initialisation of weights that are overwritten at once
+        return build_model(*shape)
+
+
+def _early_skeleton(path: Path) -> tuple[tuple, torch.nn.Module] | None:
+    """The network built from the card alone, before the weights are verified; used only when the verified card
+    asks for the same network. None on any problem: ``load_package`` and the build from the verified card report it.
+    """
+    try:
+        card = read_card(path)
+        if card.get("task") != "pixel_classification" or card.get("architecture") == "random_forest":
+            return None
+        return _shape(card), _skeleton(_shape(card))
+    except Exception:
+        return None
