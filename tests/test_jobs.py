@@ -13,7 +13,7 @@ import time
 import pytest
 
 from terralearn import jobs
-from terralearn.config import ExportConfig, TrainConfig
+from terralearn.config import ClassifyConfig, ExportConfig, TrainConfig
 from terralearn.errors import JobError
 from terralearn.export import export
 from terralearn.io.package import load_package
@@ -79,7 +79,7 @@ def test_a_failed_job_keeps_the_message_and_the_fix(scene, tmp_path):
     assert "Error:" in job["log"]
 
 
-def test_training_job_reports_epochs_curves_and_time_left(chips, tmp_path):
+def test_training_job_reports_epochs_curves_and_time_left_then_classify_in_km2(scene, chips, tmp_path):
     store = jobs.JobStore(tmp_path)
     config = TrainConfig.build(chips=chips, out=tmp_path / "pkg", model="tiny", epochs=3, baseline=False,
                                learning_rate=0.01)  # fmt: skip
@@ -94,6 +94,15 @@ def test_training_job_reports_epochs_curves_and_time_left(chips, tmp_path):
     assert job["log"].count("epoch ") >= 3
     assert job["result"]["report"].endswith("report.html") and (tmp_path / job["result"]["report"]).exists()
     assert load_package(tmp_path / "pkg")[0]["epochs_run"] == 3
+
+    # classifying with it reports progress in pixels and km² (64 x 48 pixels of 10 m = 0.3072 km²)
+    settings = ClassifyConfig.build(model=tmp_path / "pkg", rasters=[scene[0]], out=tmp_path / "maps" / "map.tif")
+    classify_id = store.create("classify", settings.model_dump(mode="json"))
+    assert jobs.run_worker(tmp_path, classify_id) == 0, store.get(classify_id)["log"]
+    progress = store.get(classify_id)["progress"]
+    assert progress["unit"] == "pixels" and progress["done"] == progress["total"] == 64 * 48
+    assert progress["km2_total"] == pytest.approx(0.3072) and progress["km2_done"] == pytest.approx(0.3072)
+    assert (tmp_path / "maps" / "map.tif").is_file()  # the output folder was made
 
 
 def test_cancel_keeps_the_best_model_and_the_run_resumes(chips, tmp_path):

@@ -250,8 +250,9 @@ def wait(workspace: Path | str, job_id: int, timeout: float = 600.0) -> dict:
 class _Reporter:
     """Throttled progress and log updates from inside a worker."""
 
-    def __init__(self, store: JobStore, job_id: int, unit: str) -> None:
+    def __init__(self, store: JobStore, job_id: int, unit: str, area=None) -> None:
         self.store, self.job_id, self.unit = store, job_id, unit
+        self.area = area  # pixels done -> km² done, for stages that count pixels
         self.t0 = time.monotonic()
         self.last = 0.0
         self.state: dict = {"unit": unit}
@@ -270,6 +271,8 @@ class _Reporter:
         elapsed = now - self.t0
         eta = elapsed / done * (total - done) if done and total else None
         self.state.update(done=int(done), total=int(total), eta_s=eta)
+        if self.area is not None and total:
+            self.state.update(km2_done=self.area(done), km2_total=self.area(total))
         self.store.update(self.job_id, progress=self.state)
 
     def epoch(self, row: dict) -> None:
@@ -364,10 +367,12 @@ def _watch_run(store: JobStore, job_id: int, package: Path) -> None:
 
 
 def _run_classify(store: JobStore, job_id: int, settings: dict) -> dict:
-    from terralearn.classify import classify
+    from terralearn.classify import area_km2, classify
+    from terralearn.io.raster import describe_raster
 
     config = ClassifyConfig.model_validate(settings)
-    rep = _Reporter(store, job_id, "pixels")
+    grid = describe_raster(config.rasters[0]).grid  # the stack's grid is the first raster's
+    rep = _Reporter(store, job_id, "pixels", area=lambda done: area_km2(grid, done / max(grid.width, 1)))
     rep.phase("Classifying")
     result = classify(config, progress=rep)
     area = f" ({result.area_km2:,.1f} km²)" if result.area_km2 else ""

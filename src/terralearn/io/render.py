@@ -174,7 +174,7 @@ def _open(path: Path):
     with open_raster(path) as src:
         block_rows = min(max(src.block_shapes[0][0], 1), 1024) if src.count else 1
         need = 2 * block_rows * src.width * src.count * max(np.dtype(d).itemsize for d in src.dtypes) / 2**20
-        with rasterio.Env(GDAL_CACHEMAX=int(min(512, max(64, need)))):
+        with rasterio.Env(GDAL_CACHEMAX=int(min(512, max(64, need)) * 2**20)):  # rasterio takes bytes
             yield src
 
 
