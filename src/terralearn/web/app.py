@@ -150,15 +150,17 @@ def create_app(workspace: Path | str, *, host: str = "127.0.0.1", token: str | N
         """The workspace, the version and the jobs still running."""
         jobs.reap()
         finished = {j["kind"] for j in store.list(200) if j["status"] == "finished"}
-        runs_done = any(r["status"] in ("finished", "stopped_early") for r in Registry(root).runs())
-        done = {
+        runs = Registry(root).runs()
+        runs_done = any(r["status"] in ("finished", "stopped_early") for r in runs)
+        exported = bool(Registry(root).chipsets())
+        done = {  # also what was done on the command line (e.g. by `terralearn demo`) in this workspace
             "data": bool(files.find({"raster"}, limit=1)),
-            "check": "export" in finished or app.state.checked,
-            "export": bool(Registry(root).chipsets()),
+            "check": exported or app.state.checked,
+            "export": exported,
             "train": runs_done,
             "runs": runs_done,
-            "classify": "classify" in finished,
-            "evaluate": "evaluate" in finished,
+            "classify": "classify" in finished or bool(files.find({"map"}, limit=1)),
+            "evaluate": "evaluate" in finished or any(r.get("eval_accuracy") is not None for r in runs),
         }
         return {"workspace": str(root), "version": __version__, "active_jobs": len(store.active()), "done": done}
 
