@@ -177,11 +177,11 @@ def resume_training(workspace: Path | str, run_id: int) -> int:
     """Start a job that continues training run ``run_id`` from its last checkpoint."""
     registry = Registry(workspace)
     run = registry.run(run_id)
-    if run["status"] not in ("interrupted", "running"):
-        raise JobError(f"Run {run_id} is {run['status']}; only an interrupted run can be resumed.",
-                       "Start a new training instead.")  # fmt: skip
     if run["status"] == "running":
         raise JobError(f"Run {run_id} is still running.", "Wait for it to finish, or stop it first.")
+    if run["status"] != "interrupted":
+        raise JobError(f"Run {run_id} is {run['status']}; only an interrupted run can be resumed.",
+                       "Start a new training instead.")  # fmt: skip
     return start_job(workspace, "resume", {"run_id": int(run_id)})
 
 

@@ -150,9 +150,10 @@ def create_app(workspace: Path | str, *, host: str = "127.0.0.1", token: str | N
         """The workspace, the version and the jobs still running."""
         jobs.reap()
         finished = {j["kind"] for j in store.list(200) if j["status"] == "finished"}
-        runs = Registry(root).runs()
+        registry = Registry(root)
+        runs = registry.runs()
         runs_done = any(r["status"] in ("finished", "stopped_early") for r in runs)
-        exported = bool(Registry(root).chipsets())
+        exported = bool(registry.chipsets())
         done = {  # also what was done on the command line (e.g. by `terralearn demo`) in this workspace
             "data": bool(files.find({"raster"}, limit=1)),
             "check": exported or app.state.checked,
@@ -230,7 +231,7 @@ def create_app(workspace: Path | str, *, host: str = "127.0.0.1", token: str | N
         if size > limit + MB:
             raise UploadError(f"The upload is too large ({size / MB:,.0f} MB; the limit is {max_upload_mb} MB).",
                               "Copy large files into the workspace folder directly; they appear on the Data page.")  # fmt: skip
-        files.resolve(folder.strip("/") or "uploads", must_exist=False)
+        # save_upload resolves the folder inside the workspace (and refuses one outside it)
         saved = files.save_upload(file.file, file.filename or "upload", subdir=folder.strip("/") or "uploads",
                                   max_bytes=limit)  # fmt: skip
         return {"path": files.relative(saved), "kind": files.kind_of(saved)}
