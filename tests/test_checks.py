@@ -162,13 +162,84 @@ def test_labels_on_nodata_are_reported(scene):
     assert f.details["labelled_on_nodata"] == 2 * 6  # cols 2-3 of the 7x6 polygon on the nodata strip
 
 
-def test_single_polygon_class_cannot_be_validated(scene, tmp_path):
+def split_findings(report, severity=None):
+    return [f for f in report.findings if f.check == "split" and (severity is None or f.severity == severity)]
+
+
+def test_single_polygon_class_is_cut_and_flagged(scene, tmp_path):
     raster, _, grid = scene
     gdf = scene_polygons(grid).iloc[[0, 1, 2, 4, 5]]  # class 7 keeps one polygon
     path = tmp_path / "one.gpkg"
     write_vector(gdf, path)
-    f = only(check(raster, path, class_name_field="name"), "split", "warning")
-    assert "water" in f.message
+    report = check(raster, path, class_name_field="name")
+    water = report.labels.classes[1]
+    assert water.name == "water" and report.census.class_pixels[water.index, 1] > 0  # now in validation too
+    warn = next(f for f in split_findings(report, "warning") if f.details.get("class") == "water")
+    assert warn.message.startswith("water has 1 polygon: held-out estimates for it rest on one polygon")
+    assert "draw more polygons of this class in different places" in warn.fix.lower()
+    cut = next(f for f in split_findings(report, "info") if f.details.get("class") == "water")
+    assert "was cut in two" in cut.message and "validation.gpkg" in cut.fix
+    assert cut.details["val_pixels"] + cut.details["train_pixels"] == 64
+
+
+def test_two_polygon_class_rests_on_one_polygon(tmp_path):
+    grid = make_grid(width=128, height=128)
+    raster = make_raster(tmp_path / "r.tif", grid, nodata_cols=0)
+    boxes = [(0, 0, 6, 6), (20, 0, 30, 10)]  # Emergent Wetland: two polygons
+    boxes += [(12 * i, 40, 12 * i + 8, 48) for i in range(10)]  # Sand: ten equal polygons
+    names = ["Emergent Wetland"] * 2 + ["Sand"] * 10
+    gdf = gpd.GeoDataFrame({"code": [1] * 2 + [2] * 10, "name": names},
+                           geometry=[pixel_box(grid, *b) for b in boxes], crs=grid.crs)  # fmt: skip
+    path = tmp_path / "wet.gpkg"
+    write_vector(gdf, path)
+    report = check(raster, path, class_name_field="name")
+    warnings = split_findings(report, "warning")
+    assert [f.details.get("class") for f in warnings] == ["Emergent Wetland"]
+    assert warnings[0].message == "Emergent Wetland has 2 polygons: held-out estimates for it rest on one polygon."
+    assert warnings[0].details == {"class": "Emergent Wetland", "polygons": 2, "validation_polygons": 1}
+    assert "with 10 or more" in warnings[0].fix
+    assert not any(f.details.get("class") == "Sand" for f in split_findings(report))  # ten whole polygons: fine
+    sand = report.census.class_pixels[1]
+    assert sand[1] == 2 * 64  # two of ten equal polygons held out: exactly 20 %
+
+
+def test_small_area_shrinks_blocks_with_an_info(tmp_path):
+    grid = make_grid(width=256, height=256)
+    raster = make_raster(tmp_path / "r.tif", grid, nodata_cols=0)
+    path = tmp_path / "obj.gpkg"
+    write_vector(gpd.GeoDataFrame({"code": [1, 1]}, geometry=[pixel_box(grid, 100, 100, 110, 120),
+                                                               pixel_box(grid, 130, 105, 140, 112)], crs=grid.crs),
+                 path)  # fmt: skip
+    mask = tmp_path / "aoi.gpkg"
+    write_vector(gpd.GeoDataFrame(geometry=[pixel_box(grid, 96, 96, 176, 160)], crs=grid.crs), mask)
+    report = check(raster, path, tile_size_x=32, tile_size_y=32, background_class=True, mask=mask)
+    info = next(f for f in split_findings(report, "info") if "block_size" in f.details)
+    assert info.details["block_size"] < info.details["requested_block_size"] == 64  # the default here
+    assert f"uses {info.details['block_size']}-px blocks" in info.message and "--block-size" in info.fix
+    assert report.labels.block_size == info.details["block_size"]
+    assert report.ok
+
+
+def test_one_block_leaves_classes_without_validation(scene):
+    raster, labels, _ = scene
+    report = run_checks(CheckConfig.build(rasters=[raster], labels=labels, class_field="code", tile_size_x=16,
+                                          tile_size_y=16, background_class=True), block_size=64)  # fmt: skip
+    f = next(f for f in split_findings(report, "warning") if "no validation pixels" in f.message)
+    assert set(f.details["classes"]) == {"background", "3", "7", "22531"}
+    assert report.census.class_pixels[:, 0].sum() > 0  # all stays in training, never all held out
+
+
+def test_class_far_from_the_fraction_is_a_warning(scene):
+    raster, labels, _ = scene
+    from terralearn.checks import check_split
+
+    report = check(raster, labels, class_name_field="name")
+    census = report.census
+    census.class_pixels[0] = [10, 90]  # pretend forest lost most of its training pixels
+    found = [f for f in check_split(report.inputs, report.labels, census, 0.2) if "held_out_fraction" in f.details]
+    assert found and found[0].details["class"] == "forest"
+    assert "90% of forest's labelled pixels are held out" in found[0].message
+    assert "training keeps only 10%" in found[0].message
 
 
 def test_rasters_that_do_not_overlap_are_an_error(scene, tmp_path):

@@ -119,6 +119,21 @@ def test_block_split_and_window_lookup():
     assert win[4, 4] == blocks[0, 1] and win[5, 5] == blocks[1, 2]
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31), st.integers(2, 30), st.floats(0.1, 0.4))
+def test_block_split_by_counts_never_holds_out_every_labelled_block(seed, n_labelled, fraction):
+    rng = np.random.default_rng(seed)
+    ids = np.sort(rng.choice(40, size=n_labelled, replace=False))
+    counts = rng.integers(1, 300, (n_labelled, 2))
+    blocks = split_blocks(5, 8, fraction, seed, ids, counts)
+    assert blocks.shape == (5, 8) and set(np.unique(blocks)) <= {TRAIN, VAL}
+    labelled = blocks.ravel()[ids]
+    assert (labelled == TRAIN).any()
+    held = counts[labelled == VAL].sum(0) / counts.sum(0)
+    assert (held <= 0.5 + 1e-9).all()  # training keeps at least half of each class
+    assert np.array_equal(blocks, split_blocks(5, 8, fraction, seed, ids, counts))  # seeded
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**31), st.integers(1, 5))
 def test_band_stats_match_numpy_whatever_the_windows(seed, n_windows):

@@ -378,18 +378,129 @@ def check_class_balance(inputs: Inputs, labels, census: Census) -> list[Finding]
 
 
 def check_split(inputs: Inputs, labels, census: Census, val_fraction: float) -> list[Finding]:
-    """Every class should appear in validation; a class with one polygon cannot."""
+    """What the split can honestly hold out: classes without validation pixels or resting on one
+    polygon, held-out fractions far from ``val_fraction``, cut polygons and shrunk blocks."""
     if val_fraction <= 0:
         return []
-    missing = [c.name for c in labels.classes if census.class_pixels[c.index, 1] == 0
-               and census.class_pixels[c.index, 0] > 0]  # fmt: skip
-    if not missing:
-        return []
-    unit = "polygon" if labels.split_method == "polygons" else "block"
-    return [Finding("split", "warning", f"Classes with no validation pixels under the {labels.split_method} split: "
-                    f"{', '.join(missing)} (a class needs at least two {unit}s to be in both train and validation).",
-                    "Label more polygons of these classes, or use --split blocks with a smaller --block-size; "
-                    "their validation scores will be missing.", {"classes": missing})]  # fmt: skip
+    out: list[Finding] = []
+    px = census.class_pixels
+    info = getattr(labels, "split_info", None) or {}
+    method = labels.split_method
+    if census.labelled and px[:, 0].sum() == 0:
+        out.append(Finding("split", "error", f"The {method} split leaves no labelled pixel for training (all "
+                           f"{census.labelled} are held out), so training would stop with 'no training chips'.",
+                           "Lower --val-fraction, label a larger area, or pass a smaller --block-size."))  # fmt: skip
+    missing = [c.name for c in labels.classes if px[c.index, 1] == 0 and px[c.index, 0] > 0]
+    if missing:
+        unit = "polygon" if method == "polygons" else "block"
+        out.append(Finding("split", "warning", f"Classes with no validation pixels under the {method} split: "
+                           f"{', '.join(missing)} (a class needs at least two {unit}s to be in both train and "
+                           "validation).", "Label more polygons of these classes, or use --split blocks with a "
+                           "smaller --block-size; their validation scores will be missing.",
+                           {"classes": missing}))  # fmt: skip
+    if method == "polygons" and info:
+        out += _polygon_split_findings(labels, census, val_fraction, info)
+    elif method == "blocks" and info:
+        out += _block_split_findings(labels, val_fraction, info)
+    out += _fraction_findings(labels, census, val_fraction, info, skip=set(missing))
+    return out
+
+
+def _pct(x: float) -> str:
+    return f"{x:.0%}" if x >= 0.095 or x == 0 else f"{x:.1%}"
+
+
+def _polygon_split_findings(labels, census: Census, val_fraction: float, info: dict) -> list[Finding]:
+    out = []
+    names = {c.index: c.name for c in labels.classes}
+    polygons, held = info.get("polygons", []), info.get("validation_polygons", [])
+    cuts: dict[int, list] = {}
+    for cut in info.get("cuts", []):
+        cuts.setdefault(cut["class"], []).append(cut)
+    for c in labels.classes:
+        n = polygons[c.index] if c.index < len(polygons) else 0
+        v = held[c.index] if c.index < len(held) else 0
+        if v != 1 or census.class_pixels[c.index, 1] == 0:
+            continue
+        if n == 1:
+            text = (f"{c.name} has 1 polygon: held-out estimates for it rest on one polygon, a part of which is "
+                    "held out while the rest trains, so its validation pixels touch its training pixels and its "
+                    "scores are optimistic.")  # fmt: skip
+        else:
+            text = f"{c.name} has {n} polygons: held-out estimates for it rest on one polygon."
+        need = max(n + 1, math.ceil(2 / val_fraction))
+        out.append(Finding("split", "warning", text, f"Draw more polygons of this class in different places: with "
+                           f"{need} or more, several whole polygons are held out and none needs cutting.",
+                           {"class": c.name, "polygons": n, "validation_polygons": v}))  # fmt: skip
+    for index, items in sorted(cuts.items()):
+        val_px = sum(i["val_pixels"] for i in items)
+        train_px = sum(i["train_pixels"] for i in items)
+        what = "its polygon was" if polygons[index] == 1 else "one of its polygons was"
+        out.append(Finding("split", "info", f"To hold out about {_pct(val_fraction)} of {names[index]}, {what} cut "
+                           f"in two along its longer axis: about {val_px:.0f} px of it are held out and "
+                           f"{train_px:.0f} px stay in training.",
+                           "Nothing to do: the parts are separate units and validation.gpkg holds the held-out "
+                           "part. The parts touch along the cut, so for a cleaner estimate draw more polygons of "
+                           "this class in different places.",
+                           {"class": names[index], "cut_polygons": len(items), "val_pixels": val_px,
+                            "train_pixels": train_px}))  # fmt: skip
+    return out
+
+
+def _block_split_findings(labels, val_fraction: float, info: dict) -> list[Finding]:
+    out = []
+    size, asked = info.get("block_size"), info.get("requested_block_size")
+    n_blocks, n_held = info.get("labelled_blocks"), info.get("held_out_blocks")
+    if n_blocks is None:
+        return out
+    tried = {t["block_size"]: t for t in info.get("tried", [])}
+    if size and asked and size < asked:
+        before = tried.get(asked, {}).get("labelled_blocks", 0)
+        out.append(Finding("split", "info", f"The labelled area where chips can go spans only {before} block"
+                           f"{'s' if before != 1 else ''} of {asked} px, too few to hold out about "
+                           f"{_pct(val_fraction)} of each class; the blocks split uses {size}-px blocks instead "
+                           f"({n_held} of {n_blocks} labelled blocks held out).",
+                           "Nothing to do. Smaller blocks put validation pixels nearer to training pixels, so "
+                           "scores are somewhat optimistic: label (or mask) a larger area for a more honest "
+                           "estimate, or pass --block-size to choose the size yourself.",
+                           {"requested_block_size": asked, "block_size": size, "labelled_blocks": n_blocks,
+                            "held_out_blocks": n_held}))  # fmt: skip
+    if n_held is not None and 0 < n_held < 3:
+        out.append(Finding("split", "warning", f"The labelled area spans {n_blocks} block"
+                           f"{'s' if n_blocks != 1 else ''} of {size} px: held-out estimates rest on {n_held} "
+                           f"block{'s' if n_held != 1 else ''}.",
+                           "Label (or mask) a larger area, or pass a smaller --block-size.",
+                           {"block_size": size, "labelled_blocks": n_blocks, "held_out_blocks": n_held}))  # fmt: skip
+    return out
+
+
+def _fraction_findings(labels, census: Census, val_fraction: float, info: dict, skip: set) -> list[Finding]:
+    """Classes whose held-out share strays far from val_fraction (twice the split's tolerance, which
+    pixel rounding and nodata can eat into on small classes), or whose training share is under half."""
+    from terralearn.geo.split import MIN_TRAIN_SHARE, split_tolerance
+
+    px = census.class_pixels
+    fractions = info.get("fractions")  # blocks: measured where chips can go (inside the mask)
+    tol = split_tolerance(val_fraction)
+    out = []
+    for c in labels.classes:
+        total = int(px[c.index].sum())
+        if c.name in skip or total < 64:
+            continue
+        frac = fractions[c.index] if fractions and fractions[c.index] is not None else px[c.index, 1] / total
+        if abs(frac - val_fraction) <= 2 * tol and 1 - frac >= MIN_TRAIN_SHARE:
+            continue
+        text = (f"Under the {labels.split_method} split {_pct(frac)} of {c.name}'s labelled pixels are held out "
+                f"for validation (aim {_pct(val_fraction)})")  # fmt: skip
+        if 1 - frac < MIN_TRAIN_SHARE:
+            text += f": training keeps only {_pct(1 - frac)} of them."
+        else:
+            text += "."
+        fix = ("Draw more polygons of this class in different places." if labels.split_method == "polygons" else
+               "Label (or mask) a larger area, or pass a smaller --block-size.")  # fmt: skip
+        out.append(Finding("split", "warning", text, fix,
+                           {"class": c.name, "held_out_fraction": float(frac), "val_fraction": val_fraction}))  # fmt: skip
+    return out
 
 
 def check_nodata(inputs: Inputs, labels, census: Census) -> list[Finding]:
@@ -422,14 +533,19 @@ def run_checks(
     seed: int = 0,
     block_size: int | None = None,
     progress=None,
+    stride: tuple[int, int] | None = None,
 ) -> CheckReport:
-    """Run every check on the inputs of an export. File errors raise; everything else is a finding."""
+    """Run every check on the inputs of an export. File errors raise; everything else is a finding.
+
+    ``stride`` (the chips' stride) lets a blocks split count exactly the area a mask leaves
+    for chips; without it every tile position is assumed.
+    """
     inputs = load_inputs(config)
     findings = [f for check in STRUCTURAL_CHECKS for f in check(inputs)]
     report = CheckReport(findings, inputs)
     if report.errors:
         return _sorted(report)
-    labels = prepare_labels(inputs, split, val_fraction, seed, block_size)
+    labels = prepare_labels(inputs, split, val_fraction, seed, block_size, stride=stride)
     report.labels = labels
     with RasterStack(config.rasters, config.resampling) as stack:
         census = take_census(stack, labels, progress=progress)

@@ -58,7 +58,7 @@ def export(config: ExportConfig, progress: Progress | None = None) -> ExportResu
     ensure_can_write_dir(config.out, config.overwrite)
     report = run_checks(
         check_config_from(config), split=config.split, val_fraction=config.val_fraction, seed=config.seed,
-        block_size=config.block_size,
+        block_size=config.block_size, stride=tuple(config.stride),
     )  # fmt: skip
     if report.errors:
         lines = "; ".join(f.message for f in report.errors)

@@ -7,7 +7,8 @@ validation, -1 none) and the id of the polygon or block it comes from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import geopandas as gpd
 import numpy as np
@@ -20,8 +21,14 @@ from terralearn.classes import ClassInfo, build_classes, class_lookup, normalise
 from terralearn.config import UNLABELLED, CheckConfig
 from terralearn.errors import ConfigError, LabelError
 from terralearn.geo.grid import Grid, bounds_intersection, window_of_bounds
-from terralearn.geo.split import block_split_window, split_blocks, split_polygons
-from terralearn.geo.tiling import block_windows
+from terralearn.geo.split import (
+    block_split_window,
+    held_out_fractions,
+    split_blocks,
+    split_polygon_geometries,
+    split_tolerance,
+)
+from terralearn.geo.tiling import block_windows, tile_starts
 from terralearn.io.raster import LabelRaster, RasterInfo, RasterStack, describe_raster
 from terralearn.io.vector import is_vector_path, read_vector
 
@@ -134,6 +141,8 @@ class VectorLabels:
     block_size: int = 0
     split_method: str = "polygons"
     kind: str = "vector"
+    #: how the split was made: polygons per class and cut polygons, or the block sizes tried
+    split_info: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._class_lut = np.concatenate([[UNLABELLED], self.gdf["_class"].to_numpy()]).astype(np.uint8)
@@ -183,7 +192,10 @@ class VectorLabels:
         return cls, split, ids
 
 
-def prepare_vector_labels(inputs: Inputs, split: str, val_fraction: float, seed: int, block_size: int) -> VectorLabels:
+def prepare_vector_labels(
+    inputs: Inputs, split: str, val_fraction: float, seed: int, block_size: int, choose_block_size: bool = False,
+    stride: tuple[int, int] | None = None,
+) -> VectorLabels:  # fmt: skip
     cfg = inputs.config
     grid = inputs.grid
     gdf, report = clean_vector(inputs.vector, cfg.class_field, cfg.invalid_geometries)
@@ -208,20 +220,258 @@ def prepare_vector_labels(inputs: Inputs, split: str, val_fraction: float, seed:
     gdf["_value"] = [str(v) for v in values]
     method = resolve_split(split, "vector", cfg.background_class)
     if method == "polygons":
-        areas = shapely.area(gdf.geometry.to_numpy())
-        gdf["_split"] = split_polygons(gdf["_class"].to_numpy(), areas, val_fraction, seed)
-        return VectorLabels(grid, gdf, classes, report)
+        gdf, info = _split_polygons(gdf, grid, len(classes), val_fraction, seed)
+        return VectorLabels(grid, gdf, classes, report, split_info=info)
     gdf["_split"] = 0
-    return VectorLabels(
+    labels = VectorLabels(
         grid, gdf, classes, report, background=cfg.background_class,
-        block_split=_block_grid(grid, block_size, val_fraction, seed), block_size=block_size, split_method=method,
+        block_split=np.zeros((1, 1), np.uint8), block_size=block_size, split_method=method,
     )  # fmt: skip
+    if method == "random":
+        labels.block_split = _block_grid(grid, block_size, val_fraction, seed)
+    else:
+        _choose_blocks(labels, inputs, block_size, choose_block_size, val_fraction, seed, stride)
+    return labels
+
+
+def _split_polygons(gdf: gpd.GeoDataFrame, grid: Grid, n_classes: int, val_fraction: float, seed: int):
+    """Polygon split of ``gdf`` (columns _class, _value): cut polygons become rows of their own."""
+    footprint = shapely.box(*grid.bounds)
+    t = grid.transform
+    ps = split_polygon_geometries(gdf.geometry.to_numpy(), gdf["_class"].to_numpy(), val_fraction, seed,
+                                  clip=footprint, snap=(t.c, t.a, t.f, t.e))  # fmt: skip
+    out = gdf.iloc[ps.source].reset_index(drop=True)
+    out[gdf.geometry.name] = gpd.GeoSeries(ps.geometries, index=out.index, crs=gdf.crs)
+    out["_split"] = ps.split
+    out["_source"] = ps.source
+    out["_cut"] = ps.cut
+    cls = gdf["_class"].to_numpy()
+    per_class = np.bincount(cls, minlength=n_classes).tolist() if len(cls) else [0] * n_classes
+    val_sources = [len(set(ps.source[(ps.classes == c) & (ps.split == 1)].tolist())) for c in range(n_classes)]
+    px = grid.pixel_area
+    cuts = [{"class": int(c["class"]), "source": int(c["source"]), "val_pixels": c["val_area"] / px,
+             "train_pixels": c["train_area"] / px} for c in ps.cuts]  # fmt: skip
+    return out, {"polygons": per_class, "validation_polygons": val_sources, "cuts": cuts}
+
+
+# ----------------------------------------------------------------------------- block split
+
+#: A block split should spread the labelled area over at least this many blocks.
+MIN_LABELLED_BLOCKS = 10
+#: Above this many pixels the chip-eligible area of a mask is approximated by the mask itself.
+_EXACT_MASK_PIXELS = 2**24
+
+
+def _mask_union(inputs: Inputs):
+    m = inputs.mask
+    if m.crs is not None and inputs.grid.crs is not None and m.crs != inputs.grid.crs:
+        m = m.to_crs(inputs.grid.crs)
+    return shapely.union_all(shapely.make_valid(m.geometry.dropna().to_numpy()))
+
+
+def _box_sums(values: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Sum over every h x w window of ``values`` (by its top-left pixel); shape (H-h+1, W-w+1)."""
+    sat = np.zeros((values.shape[0] + 1, values.shape[1] + 1), dtype=np.int32)
+    np.cumsum(np.cumsum(values, axis=0, dtype=np.int32), axis=1, out=sat[1:, 1:])
+    return sat[h:, w:] - sat[:-h, w:] - sat[h:, :-w] + sat[:-h, :-w]
+
+
+def chip_area(inputs: Inputs, stride: tuple[int, int] | None = None):
+    """Where chips can be: ``(window, eligible)``, the pixels some chip will cover.
+
+    Without a mask every pixel can be in a chip: ``(None, None)``. With a mask, chips lie
+    wholly inside it: ``window`` is the mask's extent on the grid (None if it misses the
+    raster) and ``eligible(win)`` the bool pixels of ``win`` covered by a tile inside the
+    mask (every tile position when ``stride`` is None), or simply inside the mask when the
+    mask's extent is too large to work out exactly.
+    """
+    if inputs.mask is None:
+        return None, None
+    grid = inputs.grid
+    cfg = inputs.config
+    geom = _mask_union(inputs)
+    b = None if geom.is_empty else bounds_intersection(tuple(geom.bounds), grid.bounds)
+    area = None if b is None else window_of_bounds(grid, b)
+    if area is None:
+        return None, lambda win: np.zeros((int(win.height), int(win.width)), bool)
+
+    def burn(win):
+        return rasterize([(geom, 1)], out_shape=(int(win.height), int(win.width)),
+                         transform=grid.window_transform(win), fill=0, dtype="uint8").astype(bool)  # fmt: skip
+
+    h, w = int(area.height), int(area.width)
+    tx, ty = cfg.tile_size_x, cfg.tile_size_y
+    if h * w > _EXACT_MASK_PIXELS:
+        return area, burn
+    r0, c0 = int(area.row_off), int(area.col_off)
+    eligible = np.zeros((h, w), bool)
+    if h >= ty and w >= tx and tx <= grid.width and ty <= grid.height:
+        inside = burn(area)
+        full = _box_sums(inside, ty, tx) == tx * ty  # tiles (by top-left pixel) wholly in the mask
+        sx, sy = stride or (1, 1)
+        rows = tile_starts(grid.height, ty, sy) - r0
+        cols = tile_starts(grid.width, tx, sx) - c0
+        rows = rows[(rows >= 0) & (rows <= h - ty)]
+        cols = cols[(cols >= 0) & (cols <= w - tx)]
+        origin = np.zeros((h + ty - 1, w + tx - 1), bool)  # padded so the window sums cover every pixel
+        origin[(rows + ty - 1)[:, None], (cols + tx - 1)[None, :]] = full[rows[:, None], cols[None, :]]
+        eligible = _box_sums(origin, ty, tx) > 0
+
+    def lookup(win):
+        out = np.zeros((int(win.height), int(win.width)), bool)
+        ra, ca = int(win.row_off) - r0, int(win.col_off) - c0
+        rs, cs = max(ra, 0), max(ca, 0)
+        re_, ce = min(ra + int(win.height), h), min(ca + int(win.width), w)
+        if re_ > rs and ce > cs:
+            out[rs - ra : re_ - ra, cs - ca : ce - ca] = eligible[rs:re_, cs:ce]
+        return out
+
+    return area, lookup
+
+
+def _intersect_windows(a: Window | None, b: Window | None) -> Window | None:
+    if a is None or b is None:
+        return a if b is None else b
+    c0, r0 = max(a.col_off, b.col_off), max(a.row_off, b.row_off)
+    c1, r1 = min(a.col_off + a.width, b.col_off + b.width), min(a.row_off + a.height, b.row_off + b.height)
+    return Window(c0, r0, c1 - c0, r1 - r0) if c1 > c0 and r1 > r0 else None
+
+
+def block_counts(labels, windows, sizes: list[int], eligible: Callable | None = None) -> dict[int, tuple]:
+    """Labelled pixels per block and class, for several block sizes at once, streaming ``windows``.
+
+    Returns ``{size: (ids, counts)}``: the flat indices of the blocks (on the raster's grid
+    of ``size``-pixel blocks) holding labels, and their pixel counts per class.
+    """
+    grid = labels.grid
+    k = len(labels.classes)
+    keys: dict[int, list] = {s: [] for s in sizes}
+    vals: dict[int, list] = {s: [] for s in sizes}
+    for win in windows:
+        cls, _, _ = labels.read(win)
+        lab = cls != UNLABELLED
+        if eligible is not None:
+            lab &= eligible(win)
+        if not lab.any():
+            continue
+        rr, cc = np.nonzero(lab)
+        rr = rr + int(win.row_off)
+        cc = cc + int(win.col_off)
+        c = cls[lab].astype(np.int64)
+        for s in sizes:
+            n_cols = -(-grid.width // s)
+            br, bc = rr // s, cc // s
+            r0, c0 = int(br.min()), int(bc.min())
+            lw = int(bc.max()) - c0 + 1
+            local = ((br - r0) * lw + (bc - c0)) * k + c
+            n = np.bincount(local)
+            nz = np.flatnonzero(n)
+            cell, cl = nz // k, nz % k
+            gid = (cell // lw + r0) * n_cols + (cell % lw + c0)
+            keys[s].append(gid * k + cl)
+            vals[s].append(n[nz])
+    out = {}
+    for s in sizes:
+        if not keys[s]:
+            out[s] = (np.zeros(0, np.int64), np.zeros((0, k), np.int64))
+            continue
+        key, inv = np.unique(np.concatenate(keys[s]), return_inverse=True)
+        tot = np.bincount(inv, weights=np.concatenate(vals[s])).astype(np.int64)
+        ids, pos = np.unique(key // k, return_inverse=True)
+        counts = np.zeros((len(ids), k), np.int64)
+        np.add.at(counts, (pos, key % k), tot)
+        out[s] = (ids, counts)
+    return out
+
+
+def _score_blocks(counts: np.ndarray, val: np.ndarray, val_fraction: float) -> float:
+    """The worst miss of the held-out fraction: overall, and for each class with a fair share of the pixels."""
+    if not len(counts):
+        return float(val_fraction)
+    totals = counts.sum(0)
+    grand = totals.sum()
+    fr = held_out_fractions(counts, val)
+    judged = (totals >= max(64, 0.01 * grand)) & ~np.isnan(fr)
+    worst = abs(counts[val].sum() / grand - val_fraction) if grand else float(val_fraction)
+    if judged.any():
+        worst = max(worst, float(np.abs(fr[judged] - val_fraction).max()))
+    return float(worst)
+
+
+def _choose_blocks(labels, inputs: Inputs, block_size: int, choose_size: bool, val_fraction: float, seed: int,
+                   stride: tuple[int, int] | None) -> None:  # fmt: skip
+    """Set ``labels.block_split`` (and ``block_size``) so that about ``val_fraction`` of each class is held out.
+
+    Blocks are chosen by their labelled pixel counts inside the area chips can cover (the
+    mask), never all of them. With ``choose_size`` the block size is halved (down to a
+    quarter of a chip, at least 8 px) while the labelled area spans fewer than
+    :data:`MIN_LABELLED_BLOCKS` blocks or the held-out fraction misses by more than
+    :func:`split_tolerance`.
+    """
+    grid = inputs.grid
+    cfg = inputs.config
+    region, eligible = chip_area(inputs, stride)
+    area = labels.bounds_window()
+    if inputs.mask is not None:  # chips lie inside the mask: count only the labels there
+        area = None if region is None or area is None else _intersect_windows(area, region)
+    sizes = [block_size]
+    if choose_size:
+        floor = max(8, min(cfg.tile_size_x, cfg.tile_size_y) // 4)
+        while (
+            sizes[-1] // 2 >= floor
+            and (-(-grid.width // (sizes[-1] // 2))) * (-(-grid.height // (sizes[-1] // 2))) <= 2**24
+        ):
+            sizes.append(sizes[-1] // 2)
+    tol = split_tolerance(val_fraction)
+    tried = []
+
+    def evaluate(size, ids, counts):
+        n_rows, n_cols = -(-grid.height // size), -(-grid.width // size)
+        blocks = split_blocks(n_rows, n_cols, val_fraction, seed, ids, counts)
+        val = blocks.ravel()[ids] == 1 if len(ids) else np.zeros(0, bool)
+        score = _score_blocks(counts, val, val_fraction)
+        fr = held_out_fractions(counts, val) if len(ids) else np.full(counts.shape[1], np.nan)
+        tried.append({"block_size": size, "labelled_blocks": len(ids), "held_out_blocks": int(val.sum()),
+                      "miss": score, "fractions": [None if np.isnan(x) else float(x) for x in fr]})  # fmt: skip
+        ok = len(ids) >= MIN_LABELLED_BLOCKS and score <= tol
+        return ok, score, blocks
+
+    if area is None or val_fraction <= 0:
+        labels.block_split = _block_grid(grid, block_size, val_fraction, seed)
+        labels.block_size = block_size
+        labels.split_info = {"requested_block_size": block_size, "block_size": block_size, "tried": []}
+        return
+    first = block_counts(labels, _windows_in(area), [block_size], eligible)[block_size]
+    ok, score, blocks = evaluate(block_size, *first)
+    # ranked by: enough labelled blocks, then the smaller miss (a larger size unless clearly worse)
+    best = (len(first[0]) < MIN_LABELLED_BLOCKS, score, block_size, blocks)
+    if not ok and len(sizes) > 1 and len(first[0]) * block_size**2 <= 2**26:
+        n_cols = -(-grid.width // block_size)
+        wins = [_intersect_windows(Window((i % n_cols) * block_size, (i // n_cols) * block_size, block_size,
+                                          block_size), area) for i in first[0]]  # fmt: skip
+        rest = block_counts(labels, [w for w in wins if w is not None], sizes[1:], eligible)
+        for s in sizes[1:]:
+            ok, score, blocks = evaluate(s, *rest[s])
+            few = len(rest[s][0]) < MIN_LABELLED_BLOCKS
+            if ok or (few, score) < (best[0], best[1] - 1e-3):
+                best = (few, score, s, blocks)
+            if ok:
+                break
+    best = best[1:]
+    labels.block_split, labels.block_size = best[2], best[1]
+    chosen = next(t for t in tried if t["block_size"] == best[1])
+    labels.split_info = {"requested_block_size": block_size, "block_size": best[1], "tried": tried, **chosen}
 
 
 def _block_grid(grid: Grid, block_size: int, val_fraction: float, seed: int) -> np.ndarray:
     n_rows = -(-grid.height // block_size)
     n_cols = -(-grid.width // block_size)
     return split_blocks(n_rows, n_cols, val_fraction, seed)
+
+
+def _windows_in(area: Window, block: int = 1024):
+    for win in block_windows(int(area.width), int(area.height), block):
+        yield Window(win.col_off + area.col_off, win.row_off + area.row_off, win.width, win.height)
 
 
 def resolve_split(split: str, label_kind: str, background: bool) -> str:
@@ -256,6 +506,7 @@ class RasterLabels:
     background: bool = False
     kind: str = "raster"
     split_method: str = "blocks"
+    split_info: dict = field(default_factory=dict)
 
     @property
     def n_units(self) -> int:
@@ -297,7 +548,10 @@ def raster_label_values(source: LabelRaster, grid: Grid, block: int = 1024) -> d
     return counts
 
 
-def prepare_raster_labels(inputs: Inputs, split: str, val_fraction: float, seed: int, block_size: int) -> RasterLabels:
+def prepare_raster_labels(
+    inputs: Inputs, split: str, val_fraction: float, seed: int, block_size: int, choose_block_size: bool = False,
+    stride: tuple[int, int] | None = None,
+) -> RasterLabels:  # fmt: skip
     cfg = inputs.config
     grid = inputs.grid
     resolve_split(split, "raster", cfg.background_class)
@@ -308,8 +562,13 @@ def prepare_raster_labels(inputs: Inputs, split: str, val_fraction: float, seed:
         if any(isinstance(v, str) for v in values):  # pragma: no cover - rasters hold numbers
             raise LabelError("The label raster holds non-numeric values.", "Use a raster of integer class values.")
         classes = build_classes(values, background=cfg.background_class)
-        blocks = _block_grid(grid, block_size, val_fraction, seed)
-        return RasterLabels(grid, source, classes, np.array(sorted(counts)), blocks, block_size, cfg.background_class)
+        labels = RasterLabels(grid, source, classes, np.array(sorted(counts)), np.zeros((1, 1), np.uint8),
+                              block_size, cfg.background_class)  # fmt: skip
+        if split == "random":
+            labels.block_split = _block_grid(grid, block_size, val_fraction, seed)
+        else:
+            _choose_blocks(labels, inputs, block_size, choose_block_size, val_fraction, seed, stride)
+        return labels
     except BaseException:
         source.close()
         raise
@@ -323,17 +582,32 @@ def default_block_size(tile_x: int, tile_y: int, grid: Grid) -> int:
     return max(size, max(tile_x, tile_y))
 
 
-def prepare_labels(inputs: Inputs, split: str = "auto", val_fraction: float = 0.2, seed: int = 0, block_size=None):
+def prepare_labels(
+    inputs: Inputs,
+    split: str = "auto",
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    block_size=None,
+    stride: tuple[int, int] | None = None,
+):
+    """The label source of the inputs, with its train/validation split.
+
+    ``block_size`` given: the blocks split uses exactly that size; otherwise it starts from
+    :func:`default_block_size` and shrinks on small labelled areas. ``stride`` (the chips'
+    stride) makes the area a mask leaves for chips exact; None assumes every tile position.
+    """
     cfg = inputs.config
+    choose = block_size is None
     if split == "random":
         # Random chip cells of one chip size: the nearest thing to a random chip split that still keeps
         # validation labels out of training chips. Neighbouring pixels still leak; for comparison only.
         block_size = max(cfg.tile_size_x, cfg.tile_size_y)
+        choose = False
     block_size = block_size or default_block_size(cfg.tile_size_x, cfg.tile_size_y, inputs.grid)
     if inputs.label_kind == "vector":
-        labels = prepare_vector_labels(inputs, split, val_fraction, seed, block_size)
+        labels = prepare_vector_labels(inputs, split, val_fraction, seed, block_size, choose, stride)
     else:
-        labels = prepare_raster_labels(inputs, split, val_fraction, seed, block_size)
+        labels = prepare_raster_labels(inputs, split, val_fraction, seed, block_size, choose, stride)
     labels.split_method = "random" if split == "random" else labels.split_method
     return labels
 

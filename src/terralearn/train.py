@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from terralearn import __version__
+from terralearn.classes import distinct_colours
 from terralearn.config import UNLABELLED, TrainConfig
 from terralearn.diagnostics import training_warnings
 from terralearn.errors import RunError
@@ -63,7 +64,7 @@ def model_card(config: TrainConfig, data: TrainingData, trainer_info: dict) -> d
         "normalisation": {"mean": data.mean.tolist(), "std": data.std.tolist()},
         "nodata": m.get("nodata"),
         "nodata_is_nan": m.get("nodata_is_nan", False),
-        "classes": [{k: c[k] for k in ("index", "value", "name", "colour")} for c in data.classes],
+        "classes": [{k: c[k] for k in ("index", "value", "name", "colour")} for c in distinct_colours(data.classes)],
         "ignored_classes": data.ignored,
         "unlabelled_value": UNLABELLED,
         "chip_size": [config.chip_size, config.chip_size] if config.chip_size else tile,

@@ -22,7 +22,7 @@ import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp, Resampling
 
-from terralearn.classes import colour_for
+from terralearn.classes import assign_colours
 from terralearn.errors import ConfigError, InputFileError
 from terralearn.geo.pyramid import TILE, fit_shape, max_zoom, tile_out_shape, tile_window
 from terralearn.io.inspect import MAX_DISTINCT, crs_summary, guess_class_field, json_value, lonlat_bounds, vector_source
@@ -392,7 +392,7 @@ def _vector_quicklook(path: Path, max_size: int) -> bytes:
         if field is not None:
             values = sorted(gdf[field].dropna().unique(), key=_class_order)
             names = _class_names(gdf, field, rows)
-            colours = {v: colour_for(names.get(v, str(v)), i) for i, v in enumerate(values)}
+            colours = dict(zip(values, assign_colours([str(names.get(v, v)) for v in values]), strict=True))
             for value in values:  # the same colours as the classes of a chip set and a map
                 gdf[gdf[field] == value].plot(color=colours[value], edgecolor="#333333", **kwargs)
             handles = [Patch(facecolor=colours[v], edgecolor="#333333", label=_legend_label(v, names)) for v in values]
