@@ -192,11 +192,14 @@ def gdal_cache_bytes(stack: RasterStack, tile_height: int) -> int:
 
 
 def default_tile(card: dict) -> int:
-    """The training chip size: a network sees the same context (and the same borders) as in training.
+    """The card's tile size if it names one, else the training chip size: a network trained on whole chips sees
+    the same context (and the same borders) as in training.
 
     Measured on the Landsat sample: a U-Net trained on 32-px chips scores 96.5 % on the labelled
     pixels with 32-px tiles, 79 % with 64-px tiles and 12 % with 256-px tiles.
     """
+    if card.get("tile_size"):  # a model trained on crops of many sizes (``--model auto``) says what suits it
+        return int(card["tile_size"])
     return max(int(v) for v in card["chip_size"])
 
 

@@ -169,7 +169,7 @@ __all__ = [
 
 Architecture = Literal[
     "unet", "unetplusplus", "deeplabv3", "deeplabv3plus", "pspnet", "fpn", "linknet", "manet", "upernet",
-    "segformer", "tiny", "random_forest",
+    "segformer", "tiny", "cnn_s", "cnn_m", "random_forest", "auto",
 ]  # fmt: skip
 Loss = Literal["ce", "focal", "dice", "focal_dice"]
 Monitor = Literal["val_loss", "accuracy", "dice", "mean_iou"]
@@ -184,9 +184,17 @@ class TrainConfig(StageConfig):
     chips: Path = Field(..., description="Chip set folder written by `terralearn export`.")
     out: Path = Field(..., description="Model package folder to write (a .zip of it is written next to it).")
     model: Architecture = Field(
-        "unet",
-        description="Architecture: unet, unetplusplus, deeplabv3, deeplabv3plus, pspnet, fpn, linknet, manet, "
-        "upernet, segformer; tiny (two-layer CNN, for quick looks); random_forest (per-pixel baseline).",
+        "auto",
+        description="auto (default): choose among the random forest and small CNNs by grouped cross-validation "
+        "on held-out polygons, within --time-budget, then refit on every label. Or exactly: unet, unetplusplus, "
+        "deeplabv3, deeplabv3plus, pspnet, fpn, linknet, manet, upernet, segformer; cnn_s, cnn_m (small dilated "
+        "CNNs); tiny (two-layer CNN, for quick looks); random_forest (per-pixel baseline).",
+    )
+    time_budget: float = Field(
+        600.0, ge=30, description="--model auto: seconds the whole selection may take (cross-validation and refit)."
+    )
+    cv_folds: int = Field(
+        3, ge=2, le=10, description="--model auto: folds of whole polygons (or label patches) for cross-validation."
     )
     backbone: str = Field(
         "resnet18",
@@ -237,7 +245,7 @@ class TrainConfig(StageConfig):
     @property
     def encoder(self) -> str | None:
         """The backbone actually used: None for models without one (tiny, random_forest)."""
-        return None if self.model in ("tiny", "random_forest") else self.backbone
+        return None if self.model in ("tiny", "cnn_s", "cnn_m", "random_forest", "auto") else self.backbone
 
     @model_validator(mode="after")
     def _known_augmentations(self):

@@ -1,7 +1,7 @@
 """The main job on the built-in sample: every stage of the workflow, one after the other.
 
-Sample scene -> pre-flight checks -> chip export -> training (U-Net with the random-forest
-baseline) -> training report -> classification of the whole scene -> evaluation of the map
+Sample scene -> pre-flight checks -> chip export -> training (the default: model selection by
+cross-validation among the random forest and small CNNs) -> training report -> classification of the whole scene -> evaluation of the map
 against the full truth map (the sample's only: real users evaluate against held-out polygons).
 """
 
@@ -21,6 +21,8 @@ from terralearn.train import TrainResult, train
 DEMO_TILE = 64
 DEMO_STRIDE = 32
 DEMO_EPOCHS = 15
+#: The default model selection, kept short so that the main job finishes in a few minutes on 2 cores.
+DEMO_TIME_BUDGET = 100.0
 
 
 @dataclass
@@ -35,7 +37,14 @@ class DemoResult:
 
 
 def run_demo(
-    folder: Path, seed: int = 42, progress=None, workspace=None, on_epoch=None, epochs=DEMO_EPOCHS
+    folder: Path,
+    seed: int = 42,
+    progress=None,
+    workspace=None,
+    on_epoch=None,
+    epochs=DEMO_EPOCHS,
+    time_budget: float = DEMO_TIME_BUDGET,
+    model: str = "auto",
 ) -> DemoResult:
     """Sample scene, checks, chips, a trained model and its report, in ``folder`` (replacing earlier demo output)."""
     folder = Path(folder)
@@ -47,8 +56,8 @@ def run_demo(
     )  # fmt: skip
     result = export(config, progress=progress)  # runs the pre-flight checks first
     trained = train(
-        TrainConfig.build(chips=config.out, out=folder / "model", epochs=epochs, seed=seed, overwrite=True,
-                          name="demo unet-resnet18"),
+        TrainConfig.build(chips=config.out, out=folder / "model", model=model, epochs=epochs, seed=seed,
+                          time_budget=time_budget, overwrite=True, name=f"demo {model}"),
         workspace=workspace, on_epoch=on_epoch,
     )  # fmt: skip
     mapped = classify(ClassifyConfig.build(model=trained.package, rasters=[scene.raster], out=folder / "map.tif",

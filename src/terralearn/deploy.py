@@ -27,7 +27,7 @@ from terralearn import __version__
 from terralearn.errors import PackageError
 from terralearn.io.atomic import atomic_file, write_json_atomic
 from terralearn.models.loader import load_model
-from terralearn.models.segmentation import MULTIPLE, PadToMultiple
+from terralearn.models.segmentation import MULTIPLE, NO_ENCODER, PadToMultiple
 
 OPSET = 17
 
@@ -54,7 +54,7 @@ def export_onnx(
     net = loaded.network.model if isinstance(loaded.network, PadToMultiple) else loaded.network
     if size is None:
         side = max(int(v) for v in card["chip_size"])
-        side = math.ceil(side / MULTIPLE) * MULTIPLE if card["architecture"] != "tiny" else side
+        side = math.ceil(side / MULTIPLE) * MULTIPLE if card["architecture"] not in NO_ENCODER else side
         size = (side, side)
     example = torch.randn(2, card["band_count"], *size, generator=torch.Generator().manual_seed(0))
     out = Path(out) if out else (package / "model.onnx" if package.is_dir() else package.with_suffix(".onnx"))

@@ -4,6 +4,26 @@ from __future__ import annotations
 
 import math
 
+#: Differences smaller than this (on a 0-1 score) are a tie: neither model is clearly better.
+TIE = 0.005
+METRIC_WORDS = {"accuracy": "overall accuracy", "dice": "Dice", "mean_iou": "mean IoU", "kappa": "kappa"}
+
+
+def compare_with_baseline(metrics: dict, baseline: dict | None, monitor: str | None) -> dict | None:
+    """The one comparison a run's verdict rests on: the monitored score (mean IoU, then Dice, accuracy, kappa
+    when the monitor is the loss or missing); None without a baseline or a shared score (pure).
+    """
+    if not baseline:
+        return None
+    order = [monitor] if monitor in METRIC_WORDS else []
+    order += [k for k in ("mean_iou", "dice", "accuracy", "kappa") if k not in order]
+    for key in order:
+        mine, base = metrics.get(key), baseline.get(key)
+        numbers = isinstance(mine, (int, float)) and isinstance(base, (int, float))
+        if numbers and not (math.isnan(mine) or math.isnan(base)):
+            return {"key": key, "model": float(mine), "baseline": float(base), "diff": float(mine - base)}
+    return None
+
 
 def training_warnings(history: list[dict], metrics: dict, classes: list[dict], baseline: dict | None,
                       monitor: str) -> list[dict]:  # fmt: skip
@@ -43,11 +63,15 @@ def training_warnings(history: list[dict], metrics: dict, classes: list[dict], b
         out.append({"code": "overfitting", "message": f"Validation loss has risen since epoch {start} while the "
                     "training loss kept falling: the model is overfitting.", "fix": "Keep the best epoch (done), "
                     "add augmentation or labels, or lower --epochs / --patience."})  # fmt: skip
-    if baseline and baseline.get("accuracy") is not None and acc <= baseline["accuracy"]:
-        out.append({"code": "baseline_better", "message": f"The per-pixel random forest scores "
-                    f"{baseline['accuracy']:.1%} overall accuracy, the deep model {acc:.1%}: deep learning is not "
-                    "worth it on this data as trained.", "fix": "Use the random forest (--model random_forest), or "
-                    "give the network more context (larger chips) and more labels."})  # fmt: skip
+    verdict = compare_with_baseline(metrics, baseline, monitor)
+    if verdict is not None and verdict["diff"] < TIE:
+        word = METRIC_WORDS[verdict["key"]]
+        how = "scores as well as" if verdict["diff"] > -TIE else "beats"
+        out.append({"code": "baseline_better", "message": f"The per-pixel random forest {how} the deep model: "
+                    f"{word} {verdict['baseline']:.3f} against {verdict['model']:.3f}. Deep learning does not "
+                    "clearly beat the baseline on this data as trained.", "fix": "Use the random forest "
+                    "(--model random_forest), or let TerraLearn choose (--model auto, the default), or give the "
+                    "network more labels."})  # fmt: skip
     return out
 
 

@@ -31,6 +31,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from terralearn import __version__
 from terralearn.classes import colour_for
 from terralearn.config import UNLABELLED
+from terralearn.diagnostics import TIE, compare_with_baseline
 
 __all__ = ["class_colours", "colourise", "write_training_report"]
 
@@ -44,7 +45,6 @@ MAX_ANNOTATED_CLASSES = 12
 #: At most this many validation samples are drawn.
 MAX_SAMPLES = 8
 #: Differences smaller than this count as a tie when comparing with the baseline.
-TIE = 0.005
 
 _DPI = 110
 _UNLABELLED_RGB = (200, 200, 200)
@@ -579,12 +579,17 @@ def _headline(summary: dict) -> dict:
             {"label": label, "model": _fmt(mine), "baseline": _fmt(base), "diff": _fmt_signed(diff), "trend": trend}
         )
     sentence, verdict = "", ""
+    selection = summary.get("selection") or {}
+    if selection and not baseline:  # the selection chose the forest itself: its reason is the verdict
+        sentence, verdict = str(selection.get("reason") or ""), "info"
     if baseline:
         bname = str(baseline.get("name") or "the baseline")
-        monitor = summary.get("monitor")
-        order = [monitor] if monitor in _METRIC_LABELS else []
-        order += [k for k in ("mean_iou", "dice", "accuracy", "kappa") if k not in order]
-        key = next((k for k in order if _num(metrics.get(k)) is not None and _num(baseline.get(k)) is not None), None)
+        verdict_of = compare_with_baseline(
+            {k: _num(v) for k, v in metrics.items() if k in _METRIC_LABELS},
+            {k: _num(v) for k, v in baseline.items() if k in _METRIC_LABELS},
+            summary.get("monitor"),
+        )
+        key = verdict_of["key"] if verdict_of else None
         if key is None:
             sentence = f"The baseline ({bname}) and this model share no metric, so they cannot be compared."
             verdict = "info"
@@ -625,6 +630,26 @@ def _headline(summary: dict) -> dict:
         "sentence": sentence,
         "verdict": verdict,
     }
+
+
+def _selection(summary: dict) -> dict | None:
+    """The leaderboard of a ``--model auto`` run: one row per candidate, the chosen one first-marked."""
+    sel = summary.get("selection")
+    if not isinstance(sel, dict) or not sel.get("leaderboard"):
+        return None
+    crit = str(sel.get("criterion") or "mean_iou")
+    rows = []
+    for r in sel["leaderboard"]:
+        spread = _num(r.get(f"{crit}_spread"))
+        rows.append({
+            "label": r.get("label") or r.get("candidate"), "chosen": bool(r.get("chosen")),
+            "score": _fmt(r.get("score")), "spread": "—" if spread is None else f"± {spread:.3f}",
+            "accuracy": _fmt(r.get("accuracy")), "mean_iou": _fmt(r.get("mean_iou")),
+            "seconds": _fmt_duration(r.get("seconds")), "steps": _fmt_count(r.get("steps")) if r.get("steps") else "—",
+            "status": r.get("note") or ("scored" if r.get("status") == "scored" else str(r.get("status") or "")),
+        })  # fmt: skip
+    return {"rows": rows, "criterion": _MONITOR_WORDS.get(crit, crit), "folds": sel.get("folds"),
+            "reason": sel.get("reason") or "", "refit": sel.get("refit") or "", "notes": sel.get("notes") or []}  # fmt: skip
 
 
 def _per_class_rows(summary: dict, class_rows: list[dict]) -> list[dict]:
@@ -812,8 +837,11 @@ _TEMPLATE = (
 <header>
 <h1>Run {{ run_id }}{% if name %} · {{ name }}{% endif %}
  <span class="badge {{ status_kind }}">{{ status }}</span></h1>
-<p class="sub">TerraLearn training report. All accuracy figures below are measured on the
-<b>spatially held-out validation data</b> (areas the model never trained on), not on the training chips.</p>
+{% if selection %}<p class="sub">TerraLearn training report. All accuracy figures below are
+<b>cross-validated on held-out polygons</b>: every labelled pixel was predicted by a model that never saw its polygon
+({{ selection.folds }} folds of whole polygons). The shipped model was then refitted on every label.</p>
+{% else %}<p class="sub">TerraLearn training report. All accuracy figures below are measured on the
+<b>spatially held-out validation data</b> (areas the model never trained on), not on the training chips.</p>{% endif %}
 <dl class="facts">
 {% for k, v in facts %}<dt>{{ k }}</dt><dd>{{ v }}</dd>
 {% endfor %}</dl>
@@ -824,7 +852,7 @@ _TEMPLATE = (
     + """
 
 <section id="accuracy">
-<h2>Accuracy on validation data</h2>
+<h2>Accuracy on {% if selection %}held-out polygons (cross-validated){% else %}validation data{% endif %}</h2>
 {% if headline.rows %}<table>
 <tr><th>Metric</th><th class="n">This model</th>{% if headline.baseline_name %}<th class="n">Baseline:
  {{ headline.baseline_name }}</th><th class="n">Difference</th>{% endif %}</tr>
@@ -838,7 +866,25 @@ _TEMPLATE = (
 Dice and mean IoU average over classes, so rare classes count as much as common ones; kappa discounts chance agreement.</p>
 </section>
 
-<section id="training">
+{% if selection %}<section id="selection">
+<h2>Model selection</h2>
+<p>{{ selection.reason }}</p>
+<div class="tablewrap"><table>
+<tr><th>Candidate</th><th class="n">CV {{ selection.criterion }}</th><th class="n">Spread over folds</th>
+<th class="n">Overall accuracy</th><th class="n">Time</th><th class="n">Steps</th><th>Status</th></tr>
+{% for r in selection.rows %}<tr{% if r.chosen %} class="best"{% endif %}><td>{{ r.label }}{% if r.chosen %}<span
+ class="tag best">chosen</span>{% endif %}</td><td class="n">{{ r.score }}</td><td class="n">{{ r.spread }}</td>
+<td class="n">{{ r.accuracy }}</td><td class="n">{{ r.seconds }}</td><td class="n">{{ r.steps }}</td>
+<td>{{ r.status }}</td></tr>
+{% endfor %}</table></div>
+{% for n in selection.notes %}<p class="note">{{ n }}</p>
+{% endfor %}<p class="note">Each candidate was trained {{ selection.folds }} times, each time without one fold of
+whole polygons, and scored on that fold. The CV score pools the held-out predictions; the spread is the standard
+deviation of the per-fold scores (a large spread means the estimate rests on few polygons). Time is the
+cross-validation's wall time. {{ selection.refit }}</p>
+</section>
+
+{% endif %}<section id="training">
 <h2>Training curves</h2>
 {% if images.loss %}<figure><img src="{{ images.loss }}" alt="Training and validation loss per epoch">
 <figcaption>Loss per epoch (lower is better). Validation loss rising while training loss keeps falling means the
@@ -997,6 +1043,7 @@ def write_training_report(summary: dict, out_dir: Path, samples: list[dict] | No
             for w in warnings
         ],
         headline=_headline(summary),
+        selection=_selection(summary),
         images=images,
         monitor_word=_MONITOR_WORDS.get(monitor, monitor) if monitor in ("accuracy", "dice", "mean_iou") else "",
         per_class=per_class,

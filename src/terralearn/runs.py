@@ -67,13 +67,15 @@ _ADDED_RUN_COLUMNS = {
     "eval_mean_iou": "REAL",
     "eval_map": "TEXT",
     "eval_reference": "TEXT",
+    "selection": "TEXT",
+    "cv_spread": "REAL",
 }
 
 #: Columns shown by `terralearn runs`, in order.
 RUN_COLUMNS = [
     "id", "created", "name", "status", "architecture", "backbone", "bands", "pixel_size", "chip_size", "epochs_set",
     "epochs_run", "best_epoch", "training_seconds", "model_size_mb", "accuracy", "dice", "mean_iou",
-    "baseline_accuracy", "device", "chip_set_fingerprint", "per_class_iou", "eval_accuracy", "eval_kappa",
+    "baseline_accuracy", "selection", "cv_spread", "device", "chip_set_fingerprint", "per_class_iou", "eval_accuracy", "eval_kappa",
     "eval_mean_iou", "package",
 ]  # fmt: skip
 

@@ -104,7 +104,12 @@ def train(
     if resume_run is None:
         ensure_can_write_dir(config.out, config.overwrite)
     t0 = time.perf_counter()
-    data = load_training_data(config.chips, config.ignore_classes)
+    if config.model == "auto":  # the selection works on the chip set put back together (every label, no split)
+        from terralearn.scene_data import load_scene_data
+
+        data = load_scene_data(config.chips, config.ignore_classes)
+    else:
+        data = load_training_data(config.chips, config.ignore_classes)
     m = data.chipset.manifest
     run_fields = dict(
         name=config.name or (f"{config.model}-{config.encoder}" if config.encoder else config.model),
@@ -112,7 +117,7 @@ def train(
         bands=len(data.band_names), pixel_size=m["grid"]["pixel_size"][0],
         chip_size=config.chip_size or m["chips"]["tile_size"][0], architecture=config.model,
         backbone=config.encoder, loss=config.loss,
-        epochs_set=config.epochs if config.model != "random_forest" else None, config=config.model_dump(mode="json"),
+        epochs_set=config.epochs if config.model not in ("random_forest", "auto") else None, config=config.model_dump(mode="json"),
         package=str(Path(config.out).resolve()),
     )  # fmt: skip
     if resume_run is None:
@@ -124,7 +129,9 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.json", json.dumps(config.model_dump(mode="json"), indent=2))
     try:
-        if config.model == "random_forest":
+        if config.model == "auto":
+            result = _train_auto(config, data, registry, run_id, run_dir, on_epoch)
+        elif config.model == "random_forest":
             result = _train_forest(config, data, registry, run_id, run_dir)
         else:
             result = _train_deep(config, data, registry, run_id, run_dir, on_epoch, resume_run is not None)
@@ -269,6 +276,57 @@ def _train_forest(config, data, registry, run_id, run_dir) -> TrainResult:
     return TrainResult(run_id, "finished", package, run_dir, card, [], metrics, None, warnings, seconds, report=report)
 
 
+def _train_auto(config, scene, registry, run_id, run_dir, on_event) -> TrainResult:
+    """``--model auto``: choose by grouped cross-validation, refit on every label, package the chosen model."""
+    from terralearn.autotrain import NETWORK_TILE, select_model
+    from terralearn.models.forest import to_tensors
+    from terralearn.review import write_run_report
+
+    t0 = time.perf_counter()
+    device = resolve_device(config.device)
+    criterion = config.monitor if config.monitor != "val_loss" else "mean_iou"
+    registry.update_run(run_id, device=str(device), weights="none")
+    sel = select_model(scene, folds=config.cv_folds, time_budget=config.time_budget, trees=config.trees,
+                       seed=config.seed, device=device, criterion=criterion, on_event=on_event)  # fmt: skip
+    network = sel.chosen != "random_forest"
+    baseline = sel.baseline if network else None
+    info = {"weights": "none", "metrics": sel.metrics, "baseline": baseline, "epochs_run": 0}
+    card = model_card(config, scene, info)
+    card["architecture"], card["backbone"] = sel.chosen, None
+    card["metrics_source"] = f"grouped {sel.folds}-fold cross-validation on held-out polygons"
+    if network:
+        card["tile_size"] = NETWORK_TILE  # trained on crops of many sizes: large tiles classify as well
+    card["selection"] = {
+        "method": "grouped k-fold cross-validation (folds of whole polygons, or label patches)",
+        "folds": sel.folds, "criterion": sel.criterion, "chosen": sel.chosen, "leaderboard": sel.leaderboard,
+        "reason": sel.reason, "notes": sel.notes, "time_budget": config.time_budget,
+        "seconds": round(sel.seconds, 1), "refit_seconds": round(sel.refit_seconds, 1), "steps": sel.steps,
+        "refit": "The shipped model was refitted on every labelled pixel with the chosen settings"
+                 + (f" ({sel.steps} training steps)." if sel.steps else ".")
+                 + " Its figures are the cross-validated ones, never the refit's on its own training labels.",
+        "class_polygons": {name: v["groups"] for name, v in sel.fold_summary.items()},
+    }  # fmt: skip
+    card["warnings"] = sel.warnings + training_warnings([], sel.metrics, scene.classes, baseline, criterion)
+    card["run_id"] = run_id
+    tensors = state_numpy(sel.network) if network else to_tensors(sel.forest)
+    package = save_package(config.out, tensors, card, overwrite=True)
+    seconds = time.perf_counter() - t0
+    chosen_row = next((r for r in sel.leaderboard if r.get("chosen")), {})
+    board = ", ".join(f"{r['candidate']} {r['score']:.3f}" if r.get("score") is not None
+                      else f"{r['candidate']} {r['status']}" for r in sel.leaderboard)  # fmt: skip
+    registry.update_run(
+        run_id, status="finished", architecture=sel.chosen, backbone=None, epochs_run=0, training_seconds=seconds,
+        model_size_mb=_size_mb(package), per_class_iou=[c["iou"] for c in sel.metrics["per_class"]],
+        baseline_accuracy=(sel.baseline or {}).get("accuracy"), baseline_mean_iou=(sel.baseline or {}).get("mean_iou"),
+        selection=f"{sel.chosen} by {sel.folds}-fold CV {criterion.replace('_', ' ')} ({board})",
+        cv_spread=chosen_row.get(f"{criterion}_spread"), **{k: sel.metrics[k] for k in ("accuracy", "dice", "mean_iou")},
+    )  # fmt: skip
+    write_summary(run_dir, summary_of(registry.run(run_id), card, []))
+    report = write_run_report(run_id, workspace=registry.root)
+    return TrainResult(run_id, "finished", package, run_dir, card, [], sel.metrics, baseline, card["warnings"],
+                       seconds, report=report)  # fmt: skip
+
+
 def summary_of(run: dict, card: dict, history: list[dict]) -> dict:
     """Everything the report shows about a run, as plain JSON."""
     counts = card["training_data"]["class_pixels"]
@@ -286,6 +344,7 @@ def summary_of(run: dict, card: dict, history: list[dict]) -> dict:
         "history": history, "metrics": card["metrics"],
         "baseline": {"name": "random forest (per pixel)", **card["baseline"]} if card.get("baseline") else None,
         "warnings": card.get("warnings", []),
+        "selection": card.get("selection"),
         "settings": {k: card["training"][k] for k in ("loss", "batch_size", "learning_rate", "augment",
                      "class_balancing", "oversample", "mixup", "freeze_backbone", "patience", "seed")
                      if k in card["training"]},

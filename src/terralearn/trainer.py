@@ -16,7 +16,7 @@ from terralearn.errors import ConfigError
 from terralearn.metrics import confusion_matrix
 from terralearn.models.augment import augment_batch, mixup
 from terralearn.models.losses import build_loss, inverse_frequency_weights
-from terralearn.models.segmentation import build_model, encoder_parameters
+from terralearn.models.segmentation import NO_ENCODER, build_model, encoder_parameters
 from terralearn.train_data import TrainingData
 
 HIGHER_IS_BETTER = {"val_loss": False, "accuracy": True, "dice": True, "mean_iou": True}
@@ -33,7 +33,7 @@ def resolve_device(name: str) -> torch.device:
 def make_model(config: TrainConfig, data: TrainingData) -> tuple[torch.nn.Module, str, str | None]:
     """The model, the weights actually used ('imagenet' or 'none'), and a note to show once."""
     args = (config.model, config.backbone, len(data.band_names), data.n_classes)
-    if config.weights == "none" or config.model == "tiny":
+    if config.weights == "none" or config.model in NO_ENCODER:
         return build_model(*args), "none", None
     try:
         return build_model(*args, pretrained=True, band_names=data.band_names), "imagenet", None

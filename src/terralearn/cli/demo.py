@@ -9,7 +9,7 @@ import typer
 
 from terralearn.cli._common import Debug, Workspace, console, handle_errors, progress_bar
 from terralearn.cli.check import print_findings
-from terralearn.cli.train import print_epoch
+from terralearn.cli.train import print_progress
 from terralearn.demo import run_demo
 from terralearn.runs import Registry
 
@@ -28,7 +28,7 @@ def demo(
     folder = out or registry.root / "demo"
     bar, update = progress_bar("Exporting chips")
     with bar:
-        result = run_demo(folder, seed=seed, progress=update, workspace=registry.root, on_epoch=print_epoch)
+        result = run_demo(folder, seed=seed, progress=update, workspace=registry.root, on_epoch=print_progress)
     registry.record_chipset(result.export)
     print_findings(result.findings)
     ex = result.export
@@ -41,9 +41,7 @@ def demo(
         f"{m['band_count']} bands, {len(m['classes'])} classes, split by {m['split']['method']})\n"
         f"[bold]Manifest[/]      {ex.out / 'manifest.json'}\n"
         f"[bold]Chip index[/]    {ex.out / 'tiles.gpkg'} (open in QGIS to see every chip's footprint and split)\n"
-        f"[bold]Model[/]         {tr.package}  (run {tr.run_id}: validation accuracy {tr.metrics['accuracy']:.1%}, "
-        f"Dice {tr.metrics['dice']:.3f}, mIoU {tr.metrics['mean_iou']:.3f}; random forest "
-        f"{tr.baseline['accuracy']:.1%} / mIoU {tr.baseline['mean_iou']:.3f})\n"
+        f"[bold]Model[/]         {tr.package}  ({_model_line(tr)})\n"
         f"[bold]Report[/]        {tr.report}\n"
         f"[bold]Map[/]           {result.classify.out}  (QGIS style {result.classify.qml.name}; "
         f"{result.classify.seconds:.1f} s)\n"
@@ -55,3 +53,18 @@ def demo(
         "open the address it prints)",
         highlight=False,
     )
+
+
+def _model_line(tr) -> str:
+    m = tr.metrics
+    sel = tr.card.get("selection")
+    text = f"run {tr.run_id}: "
+    text += f"chose {sel['chosen']}, cross-validated" if sel else "validation"
+    text += f" accuracy {m['accuracy']:.1%}, Dice {m['dice']:.3f}, mIoU {m['mean_iou']:.3f}"
+    if sel:
+        forest = next((r for r in sel["leaderboard"] if r["candidate"] == "random_forest"), None)
+        if forest and forest.get("accuracy") is not None and sel["chosen"] != "random_forest":
+            text += f"; random forest {forest['accuracy']:.1%} / mIoU {forest['mean_iou']:.3f}"
+    elif tr.baseline:
+        text += f"; random forest {tr.baseline['accuracy']:.1%} / mIoU {tr.baseline['mean_iou']:.3f}"
+    return text

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from terralearn.cli._common import Debug, Workspace, console, err_console, handle_errors
 from terralearn.config import Architecture, Device, Loss, Monitor, TrainConfig, Weights
+from terralearn.diagnostics import METRIC_WORDS
 
 _help = {name: f.description for name, f in TrainConfig.model_fields.items()}
 
@@ -27,6 +28,35 @@ def print_epoch(row: dict, out=None) -> None:
     )
 
 
+_STAGES = {"cv": "cross-validating", "timing": "timing the networks", "refit": "refitting on every label",
+           "scored": "cross-validating"}  # fmt: skip
+
+
+def print_selection(event: dict, out=None) -> None:
+    """One line per step of the model selection (``--model auto``)."""
+    stage = event["stage"]
+    if stage == "cv":
+        text = f"cross-validating {event['candidate']}: fold {event['fold']}/{event['folds']}"
+    elif stage == "timing":
+        text = f"timing {', '.join(event['candidates'])} to fit the time budget"
+    elif stage == "scored":
+        crit = METRIC_WORDS.get(event["criterion"], event["criterion"])
+        if event.get("score") is None:
+            text = f"{event['label']}: {event.get('note') or event['status']}"
+        else:
+            text = f"{event['label']}: CV {crit} {event['score']:.3f} in {event['seconds']:.0f} s"
+    elif stage == "refit":
+        text = f"chose {event['candidate']}: refitting it on every label"
+    else:
+        return
+    (out or err_console).print(text, highlight=False, soft_wrap=True)
+
+
+def print_progress(row: dict, out=None) -> None:
+    """An epoch's line, or a step of the model selection."""
+    (print_selection if "stage" in row else print_epoch)(row, out)
+
+
 def epoch_bar():
     """A progress bar over epochs showing the losses and the scores, plus one line per epoch above it."""
     progress = Progress(
@@ -41,7 +71,12 @@ def epoch_bar():
     task = progress.add_task("train", total=None, scores="")
 
     def on_epoch(row: dict) -> None:
-        print_epoch(row, progress.console if progress.live.is_started else err_console)
+        out = progress.console if progress.live.is_started else err_console
+        if "stage" in row:  # --model auto: the selection's steps
+            print_selection(row, out)
+            progress.update(task, scores=_STAGES.get(row["stage"], ""))
+            return
+        print_epoch(row, out)
         progress.update(task, completed=row["epoch"], total=row["epochs"],
                         scores=f"val loss {row['val_loss'] or float('nan'):.3f}  mIoU {row['mean_iou'] or 0:.3f}")  # fmt: skip
 
@@ -52,7 +87,9 @@ def epoch_bar():
 def train(
     chips: Annotated[Path | None, typer.Option("--chips", help=_help["chips"])] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help=_help["out"])] = None,
-    model: Annotated[Architecture, typer.Option("--model", help=_help["model"])] = "unet",
+    model: Annotated[Architecture, typer.Option("--model", help=_help["model"])] = "auto",
+    time_budget: Annotated[float, typer.Option("--time-budget", help=_help["time_budget"])] = 600.0,
+    folds: Annotated[int, typer.Option("--folds", help=_help["cv_folds"])] = 3,
     backbone: Annotated[str, typer.Option("--backbone", help=_help["backbone"])] = "resnet18",
     weights: Annotated[Weights, typer.Option("--weights", help=_help["weights"])] = "auto",
     epochs: Annotated[int, typer.Option("--epochs", help=_help["epochs"])] = 40,
@@ -99,7 +136,7 @@ def train(
             raise typer.Exit(2)
         kinds = {"default": ["flip", "rot90", "jitter"], "none": []}.get(augment)
         config = TrainConfig.build(
-            chips=chips, out=out, model=model, backbone=backbone, weights=weights, epochs=epochs,
+            chips=chips, out=out, model=model, time_budget=time_budget, cv_folds=folds, backbone=backbone, weights=weights, epochs=epochs,
             batch_size=batch_size, learning_rate=lr, patience=patience, monitor=monitor,
             freeze_backbone=freeze_backbone, augment=kinds if kinds is not None else augment.split(","),
             chip_size=chip_size, loss="focal" if focal_loss and loss == "ce" else loss, focal_gamma=focal_gamma,
@@ -117,8 +154,14 @@ def train(
                       f"Resume with `terralearn train --resume {result.run_id}`.")  # fmt: skip
         raise typer.Exit(130)
     m = result.metrics
-    line = (f"Run {result.run_id} {result.status}: validation accuracy {m['accuracy']:.1%}, Dice {m['dice']:.3f}, "
-            f"mIoU {m['mean_iou']:.3f}")  # fmt: skip
+    selection = result.card.get("selection")
+    if selection:
+        console.print(selection["reason"], highlight=False, soft_wrap=True)
+        line = (f"Run {result.run_id} {result.status}: chose {selection['chosen']}; cross-validated on held-out "
+                f"polygons: accuracy {m['accuracy']:.1%}, Dice {m['dice']:.3f}, mIoU {m['mean_iou']:.3f}")  # fmt: skip
+    else:
+        line = (f"Run {result.run_id} {result.status}: validation accuracy {m['accuracy']:.1%}, "
+                f"Dice {m['dice']:.3f}, mIoU {m['mean_iou']:.3f}")  # fmt: skip
     if result.baseline:
         line += f" (random forest: accuracy {result.baseline['accuracy']:.1%}, mIoU {result.baseline['mean_iou']:.3f})"
     console.print(line + f" in {result.seconds:.0f} s.", highlight=False)

@@ -2,7 +2,8 @@
 
 Architectures come from segmentation-models-pytorch through one ``smp.create_model`` call;
 backbones are smp encoders or any timm encoder through the ``timm:`` prefix (as the
-incumbent accepts ``timm:resnet31``). ``tiny`` is a two-layer CNN for tests and quick looks.
+incumbent accepts ``timm:resnet31``). ``tiny`` is a two-layer CNN for tests and quick looks;
+``cnn_s`` and ``cnn_m`` are small dilated full-resolution CNNs for few labels (see ``DilatedCNN``).
 
 Pretrained weights: machines without internet are normal. The Hugging Face hub is put in
 offline mode before anything imports it (set ``HF_HUB_OFFLINE=0`` yourself to allow
@@ -42,7 +43,16 @@ ARCHITECTURES = {
     "upernet": "upernet",
     "segformer": "segformer",
     "tiny": "tiny",
+    "cnn_s": "cnn_s",
+    "cnn_m": "cnn_m",
 }
+
+#: Small full-resolution CNNs built here (no encoder, no down-sampling): name -> (width, dilations).
+#: Receptive fields: cnn_s 15 px, cnn_m 31 px. Chosen by ``--model auto`` when labels are few.
+SMALL_CNNS = {"cnn_s": (32, (1, 2, 4)), "cnn_m": (32, (1, 2, 4, 8))}
+
+#: Architectures that need no backbone and no input-size multiple.
+NO_ENCODER = ("tiny", *SMALL_CNNS)
 
 #: TerraLearn name -> smp encoder name. Any timm encoder: "timm:NAME" -> "tu-NAME".
 BACKBONES = {
@@ -108,6 +118,31 @@ class TinyCNN(nn.Module):
         return self.head(self.body(x))
 
 
+class DilatedCNN(nn.Module):
+    """A per-pixel spectral layer (1x1) then 3x3 convolutions with growing dilation, all at full resolution.
+
+    A few tens of thousands of weights: it learns from a few hundred labelled pixels, adds the texture and
+    context of its receptive field (1 + 2 * sum(dilations) pixels) to the spectra, and, with reflect padding
+    and no down-sampling, gives the same answer whatever the tile size it is run on.
+    """
+
+    def __init__(self, in_channels: int, classes: int, width: int = 32, dilations=(1, 2, 4)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 1), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+        for d in dilations:
+            layers += [
+                nn.Conv2d(width, width, 3, padding=d, dilation=d, padding_mode="reflect"),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Conv2d(width, classes, 1)
+        self.receptive_field = 1 + 2 * sum(dilations)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
 class PadToMultiple(nn.Module):
     """Reflect-pads inputs to a multiple of ``multiple`` pixels and crops the output back."""
 
@@ -138,6 +173,9 @@ def build_model(
         )
     if architecture == "tiny":
         return TinyCNN(in_channels, classes)
+    if architecture in SMALL_CNNS:
+        width, dilations = SMALL_CNNS[architecture]
+        return DilatedCNN(in_channels, classes, width, dilations)
     import segmentation_models_pytorch as smp
 
     name = encoder_name(backbone)
