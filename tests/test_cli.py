@@ -188,6 +188,9 @@ def test_demo_runs_the_workflow_on_the_sample(tmp_path):
     assert (tmp_path / "demo" / "chips" / "manifest.json").exists()
     assert "split by polygons" in text and "terralearn.db" in text
     assert f"terralearn ui --workspace {tmp_path}" in text  # how to open the same workspace in the browser
+    assert (
+        "CV mean IoU" in text and "chose " in text and "cross-validated accuracy" in text
+    )  # the default's leaderboard
     from terralearn.runs import Registry
 
     rows = Registry(tmp_path).chipsets()

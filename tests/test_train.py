@@ -333,3 +333,30 @@ def test_timm_backbones_and_unknown_names():
         encoder_name("timm:not_a_model_xyz")
     with pytest.raises(ConfigError, match="Unknown architecture"):
         build_model("unet3000", "resnet18", 3, 2)
+
+
+def test_a_lone_last_chip_joins_the_batch_before_it():
+    """Batch norm cannot train on a batch of one chip (12 LiDAR chips, batch 16 then 11 + 1 failed)."""
+    from terralearn.trainer import _batches
+
+    order = torch.arange(33)
+    sizes = [len(b) for b in _batches(33, 16, order)]
+    assert sizes == [16, 17] and torch.equal(torch.cat(list(_batches(33, 16, order))), order)
+    assert [len(b) for b in _batches(1, 16, torch.arange(1))] == [1]
+    assert [len(b) for b in _batches(32, 16, torch.arange(32))] == [16, 16]
+
+
+def test_one_verdict_the_warning_and_the_report_use_the_same_criterion():
+    """The demo's old contradiction: a warning on overall accuracy (86.7 % vs 86.8 %) beside a green box on mean IoU."""
+    from terralearn.diagnostics import compare_with_baseline
+    from terralearn.report import _headline
+
+    metrics = metrics_from_confusion(np.array([[860, 140], [126, 874]]), ["a", "b"])
+    better_iou = {"accuracy": metrics["accuracy"] + 0.001, "mean_iou": metrics["mean_iou"] - 0.014}
+    assert compare_with_baseline(metrics, better_iou, "mean_iou")["key"] == "mean_iou"
+    assert not [w for w in training_warnings([], metrics, [], better_iou, "mean_iou") if w["code"] == "baseline_better"]
+    assert _headline({"metrics": metrics, "baseline": better_iou, "monitor": "mean_iou"})["verdict"] == "up"
+    tie = {"accuracy": metrics["accuracy"], "mean_iou": metrics["mean_iou"] - 0.002}
+    codes = [w["code"] for w in training_warnings([], metrics, [], tie, "mean_iou")]
+    assert "baseline_better" in codes  # "does not clearly beat"
+    assert _headline({"metrics": metrics, "baseline": tie, "monitor": "mean_iou"})["verdict"] == "tie"

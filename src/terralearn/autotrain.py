@@ -318,9 +318,11 @@ def select_model(
         left = deadline - time.perf_counter()
         chosen_nets, steps, dropped = plan(spc, folds, left, max_steps or STEPS)
         for n in dropped:
-            need = (folds + 1) * MIN_STEPS * spc[n]
-            scores[n] = CandidateScore(n, status="skipped", note=f"left out: needs about {need:.0f} s, "
-                                       f"more than the time budget left ({left:.0f} s)")  # fmt: skip
+            with_it = [*chosen_nets, n]
+            need = (sum(spc[m] for m in with_it) * folds + max(spc[m] for m in with_it)) * MIN_STEPS / PLAN_SHARE
+            scores[n] = CandidateScore(n, status="skipped", note=f"left out to keep to the time budget: with it, "
+                                       f"the networks need about {need:.0f} s of the {left:.0f} s left; "
+                                       "raise --time-budget to try it")  # fmt: skip
             notify({"stage": "scored", "candidate": n, "label": CANDIDATE_LABELS.get(n, n), "score": None,
                     "criterion": criterion, "seconds": 0.0, "status": "skipped", "note": scores[n].note})  # fmt: skip
         for n in sorted(chosen_nets, key=networks.index):
@@ -415,3 +417,20 @@ def _reason(scene: SceneData, chosen: str, best: dict, forest: dict | None, crit
         text += (" Large U-Nets were not tried: with fewer than 100,000 labelled pixels a network of millions of "
                  "weights trained from scratch learns the training polygons, not the classes.")  # fmt: skip
     return text
+
+
+def describe(event: dict) -> str | None:
+    """A progress event of ``select_model`` in plain words (for the command line and the job log)."""
+    stage = event.get("stage")
+    if stage == "cv":
+        return f"cross-validating {event['candidate']}: fold {event['fold']}/{event['folds']}"
+    if stage == "timing":
+        return f"timing {', '.join(event['candidates'])} to fit the time budget"
+    if stage == "scored":
+        if event.get("score") is None:
+            return f"{event['label']}: {event.get('note') or event['status']}"
+        crit = METRIC_WORDS.get(event["criterion"], event["criterion"])
+        return f"{event['label']}: CV {crit} {event['score']:.3f} in {event['seconds']:.0f} s"
+    if stage == "refit":
+        return f"chose {event['candidate']}: refitting it on every label"
+    return None

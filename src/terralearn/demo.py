@@ -23,6 +23,8 @@ DEMO_STRIDE = 32
 DEMO_EPOCHS = 15
 #: The default model selection, kept short so that the main job finishes in a few minutes on 2 cores.
 DEMO_TIME_BUDGET = 100.0
+#: Two folds of polygons: a network fits in the short budget beside the forest.
+DEMO_FOLDS = 2
 
 
 @dataclass
@@ -57,7 +59,7 @@ def run_demo(
     result = export(config, progress=progress)  # runs the pre-flight checks first
     trained = train(
         TrainConfig.build(chips=config.out, out=folder / "model", model=model, epochs=epochs, seed=seed,
-                          time_budget=time_budget, overwrite=True, name=f"demo {model}"),
+                          time_budget=time_budget, cv_folds=DEMO_FOLDS, overwrite=True, name=f"demo {model}"),
         workspace=workspace, on_epoch=on_epoch,
     )  # fmt: skip
     mapped = classify(ClassifyConfig.build(model=trained.package, rasters=[scene.raster], out=folder / "map.tif",

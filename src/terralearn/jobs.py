@@ -276,6 +276,15 @@ class _Reporter:
         self.store.update(self.job_id, progress=self.state)
 
     def epoch(self, row: dict) -> None:
+        if "stage" in row:  # --model auto: a step of the model selection
+            from terralearn.autotrain import describe
+
+            text = describe(row)
+            if text:
+                self.state.update(phase=text, done=None, total=None)
+                self.store.update(self.job_id, progress=self.state)
+                self.store.log(self.job_id, text)
+            return
         history = self.state.setdefault("history", [])
         keys = ("epoch", "train_loss", "val_loss", "accuracy", "mean_iou", "dice", "seconds")
         history.append({k: row.get(k) for k in keys})

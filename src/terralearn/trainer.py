@@ -51,9 +51,18 @@ def make_model(config: TrainConfig, data: TrainingData) -> tuple[torch.nn.Module
         return build_model(*args), "none", note
 
 
+def _batch_starts(n: int, batch: int) -> list[int]:
+    """Start of each batch; a lone last chip joins the batch before it (batch norm cannot train on one chip)."""
+    starts = list(range(0, n, batch))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    return starts
+
+
 def _batches(n: int, batch: int, order: torch.Tensor):
-    for i in range(0, n, batch):
-        yield order[i : i + batch]
+    starts = _batch_starts(n, batch)
+    for i, s in enumerate(starts):
+        yield order[s : starts[i + 1] if i + 1 < len(starts) else n]
 
 
 class Trainer:
@@ -84,7 +93,7 @@ class Trainer:
         self.sample_weights = torch.from_numpy(data.chip_weights()) if config.oversample else None
         self.amp = device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.steps_per_epoch = max(1, math.ceil(len(self.x_train) / config.batch_size))
+        self.steps_per_epoch = max(1, len(_batch_starts(len(self.x_train), config.batch_size)))
         self.history: list[dict] = []
         self.best_score: float | None = None
         self.best_epoch = 0

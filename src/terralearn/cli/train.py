@@ -10,7 +10,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from terralearn.cli._common import Debug, Workspace, console, err_console, handle_errors
 from terralearn.config import Architecture, Device, Loss, Monitor, TrainConfig, Weights
-from terralearn.diagnostics import METRIC_WORDS
 
 _help = {name: f.description for name, f in TrainConfig.model_fields.items()}
 
@@ -34,22 +33,11 @@ _STAGES = {"cv": "cross-validating", "timing": "timing the networks", "refit": "
 
 def print_selection(event: dict, out=None) -> None:
     """One line per step of the model selection (``--model auto``)."""
-    stage = event["stage"]
-    if stage == "cv":
-        text = f"cross-validating {event['candidate']}: fold {event['fold']}/{event['folds']}"
-    elif stage == "timing":
-        text = f"timing {', '.join(event['candidates'])} to fit the time budget"
-    elif stage == "scored":
-        crit = METRIC_WORDS.get(event["criterion"], event["criterion"])
-        if event.get("score") is None:
-            text = f"{event['label']}: {event.get('note') or event['status']}"
-        else:
-            text = f"{event['label']}: CV {crit} {event['score']:.3f} in {event['seconds']:.0f} s"
-    elif stage == "refit":
-        text = f"chose {event['candidate']}: refitting it on every label"
-    else:
-        return
-    (out or err_console).print(text, highlight=False, soft_wrap=True)
+    from terralearn.autotrain import describe
+
+    text = describe(event)
+    if text:
+        (out or err_console).print(text, highlight=False, soft_wrap=True)
 
 
 def print_progress(row: dict, out=None) -> None:

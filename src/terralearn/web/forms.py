@@ -53,7 +53,7 @@ BASIC = {
     "check": ["rasters", "labels", "class_field", "class_name_field", "tile_size_x", "tile_size_y"],
     "export": ["rasters", "labels", "class_field", "class_name_field", "tile_size_x", "tile_size_y", "stride_x",
                "stride_y", "split", "val_fraction", "out"],
-    "train": ["chips", "model", "backbone", "epochs", "batch_size", "loss", "class_balancing", "oversample",
+    "train": ["chips", "model", "time_budget", "backbone", "epochs", "batch_size", "loss", "class_balancing", "oversample",
               "out", "name"],
     "classify": ["model", "rasters", "tile_size", "overlap", "batch_size", "tta", "backend", "probabilities", "out"],
     "evaluate": ["prediction", "reference", "class_field", "image", "out"],
