@@ -197,3 +197,15 @@ def test_scene_mosaics_hold_every_label_once(tmp_path):
     scene = load_scene_data(tmp_path / "chips")
     manifest = json.loads((tmp_path / "chips" / "manifest.json").read_text())
     assert scene.labelled == sum(c["pixels"]["total"] for c in manifest["classes"])
+
+
+def test_small_cnns_run_on_any_tile_size():
+    """Full resolution, no down-sampling: the output has the input's size, down to a one-pixel tile."""
+    import torch
+
+    from terralearn.models.segmentation import build_model
+
+    for arch in ("cnn_s", "cnn_m"):
+        model = build_model(arch, "", 3, 4).eval()
+        for side in (1, 5, 9, 16, 40):
+            assert model(torch.randn(1, 3, side, side + 3)).shape == (1, 4, side, side + 3)
