@@ -19,8 +19,8 @@ from scipy import ndimage
 
 from terralearn.config import UNLABELLED
 from terralearn.errors import ChipSetError
-from terralearn.io.chips import ChipSet, open_chipset, read_chips
-from terralearn.train_data import band_statistics, normalise, resolve_ignored
+from terralearn.io.chips import open_chipset, read_chips
+from terralearn.train_data import ChipSetData, band_statistics, normalise, resolve_ignored
 
 
 @dataclass
@@ -32,20 +32,11 @@ class Mosaic:
 
 
 @dataclass
-class SceneData:
+class SceneData(ChipSetData):
     """Everything a model card and the selection need: mosaics, class table, normalisation."""
 
-    chipset: ChipSet
-    classes: list[dict]
-    band_names: list[str]
-    mean: np.ndarray
-    std: np.ndarray
     mosaics: list[Mosaic]
     ignored: list[int] = field(default_factory=list)
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.classes)
 
     @property
     def class_pixels(self) -> np.ndarray:

@@ -19,12 +19,22 @@ from terralearn.io.chips import ChipSet, open_chipset, read_chips
 
 
 @dataclass
-class TrainingData:
+class ChipSetData:
+    """What every view of a chip set for training shares: the chip set, class table, bands, normalisation."""
+
     chipset: ChipSet
     classes: list[dict]
     band_names: list[str]
     mean: np.ndarray
     std: np.ndarray
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+@dataclass
+class TrainingData(ChipSetData):
     x_train: np.ndarray
     y_train: np.ndarray
     x_val: np.ndarray
@@ -32,10 +42,6 @@ class TrainingData:
     train_ids: list[int]
     val_ids: list[int]
     ignored: list[int] = field(default_factory=list)
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.classes)
 
     @property
     def class_pixels(self) -> np.ndarray:
