@@ -164,7 +164,8 @@ def sample(tmp: Path) -> Dataset:
                    polygon_scorer(test, scene.class_field), "accuracy")  # fmt: skip
 
 
-def training_seconds(workspace: Path, run_id: int) -> tuple[float, str]:
+def run_record(workspace: Path, run_id: int) -> tuple[float, str]:
+    """The run's in-process training time and the architecture it shipped, from the workspace registry."""
     with sqlite3.connect(workspace / "terralearn.db") as con:
         row = con.execute("SELECT training_seconds, architecture FROM runs WHERE id = ?", (run_id,)).fetchone()
     return row
@@ -191,7 +192,7 @@ def main() -> None:
             for run_id, method in enumerate(methods, start=1):
                 pkg = tmp / f"{key}_{method}"
                 train_wall, _ = cli("train", "--chips", chips, "-o", pkg, *METHODS[method], workspace=ws)
-                inproc, arch = training_seconds(ws, run_id)
+                inproc, arch = run_record(ws, run_id)
                 map_path = tmp / f"{key}_{method}.tif"
                 classify_wall, _ = cli("classify", "-m", pkg, *raster_args(data.rasters), "-o", map_path, workspace=ws)
                 card = json.loads((pkg / "model.json").read_text())

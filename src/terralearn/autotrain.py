@@ -39,7 +39,7 @@ import torch
 from terralearn.config import UNLABELLED
 from terralearn.diagnostics import METRIC_WORDS
 from terralearn.geo.folds import make_fold_map
-from terralearn.metrics import confusion_matrix, metrics_from_confusion
+from terralearn.metrics import confusion_matrix, headline, metrics_from_confusion
 from terralearn.models.augment import augment_batch
 from terralearn.models.forest import ForestArrays, predict, train_forest
 from terralearn.models.segmentation import build_model
@@ -234,17 +234,13 @@ def plan(
 
 
 # ---------------------------------------------------------------------------------------------- selection
-def _headline(metrics: dict) -> dict:
-    return {k: metrics.get(k) for k in ("accuracy", "dice", "mean_iou", "kappa")}
-
-
 def _row(score: CandidateScore, names: list[str], criterion: str) -> dict:
     row = {"candidate": score.name, "label": CANDIDATE_LABELS.get(score.name, score.name), "status": score.status,
            "note": score.note, "seconds": round(score.seconds, 1), "steps": score.steps}  # fmt: skip
     if score.cm is not None:
         pooled = metrics_from_confusion(score.cm, names)
         per_fold = [metrics_from_confusion(cm, names) for cm in score.fold_cms]
-        row.update({k: pooled[k] for k in ("accuracy", "dice", "mean_iou", "kappa")})
+        row.update(headline(pooled))
         for key in ("accuracy", "mean_iou"):
             values = [m[key] for m in per_fold if m.get(key) is not None]
             row[f"{key}_spread"] = float(np.std(values)) if len(values) > 1 else None
@@ -365,7 +361,7 @@ def select_model(
         network = network.cpu()
     refit_seconds = time.perf_counter() - t_refit
     forest_cm = scores["random_forest"].cm if "random_forest" in scores else None
-    baseline = _headline(metrics_from_confusion(forest_cm, names)) if forest_cm is not None else None
+    baseline = headline(metrics_from_confusion(forest_cm, names)) if forest_cm is not None else None
     notes, warnings = data_notes(names, fold_summary, folds)
     return Selection(chosen, criterion, folds, rows, metrics, baseline, reason, steps if network is not None else None,
                      time.perf_counter() - t0, refit_seconds, network, forest,

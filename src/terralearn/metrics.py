@@ -23,6 +23,15 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
 
+#: The scores a run, a candidate or a baseline is summed up by.
+HEADLINE = ("accuracy", "dice", "mean_iou", "kappa")
+
+
+def headline(metrics: dict) -> dict:
+    """The headline scores of a metrics dict (missing ones as None)."""
+    return {k: metrics.get(k) for k in HEADLINE}
+
+
 def metrics_from_confusion(cm: np.ndarray, names: list[str] | None = None) -> dict:
     """Overall accuracy, Cohen's kappa, per-class precision/recall/F1/IoU, and their means.
 

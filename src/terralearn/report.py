@@ -31,7 +31,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from terralearn import __version__
 from terralearn.classes import colour_for
 from terralearn.config import UNLABELLED
-from terralearn.diagnostics import TIE, compare_with_baseline
+from terralearn.diagnostics import METRIC_WORDS, TIE, compare_with_baseline
 
 __all__ = ["class_colours", "colourise", "write_training_report"]
 
@@ -57,10 +57,7 @@ _METRIC_LABELS = {
     "kappa": "Cohen's kappa",
 }
 _MONITOR_WORDS = {
-    "accuracy": "overall accuracy",
-    "dice": "Dice",
-    "mean_iou": "mean IoU",
-    "kappa": "kappa",
+    **METRIC_WORDS,
     "val_loss": "validation loss",
     "train_loss": "training loss",
 }

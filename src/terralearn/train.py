@@ -22,12 +22,12 @@ import torch
 from terralearn import __version__
 from terralearn.classes import distinct_colours
 from terralearn.config import UNLABELLED, TrainConfig
-from terralearn.diagnostics import training_warnings
+from terralearn.diagnostics import METRIC_WORDS, training_warnings
 from terralearn.errors import RunError
 from terralearn.io.atomic import ensure_can_write_dir, write_text_atomic
 from terralearn.io.checkpoint import load_checkpoint, save_checkpoint, save_samples
 from terralearn.io.package import save_package
-from terralearn.metrics import metrics_from_confusion
+from terralearn.metrics import headline, metrics_from_confusion
 from terralearn.runs import Registry
 from terralearn.train_data import TrainingData, load_training_data
 from terralearn.trainer import Trainer, make_model, resolve_device, state_numpy  # noqa: F401 - part of the stage's API
@@ -87,10 +87,6 @@ def model_card(config: TrainConfig, data: TrainingData, trainer_info: dict) -> d
         "epochs_run": trainer_info.get("epochs_run"),
         "versions": {"terralearn": __version__, "torch": torch.__version__},
     }
-
-
-def headline(metrics: dict) -> dict:
-    return {k: metrics.get(k) for k in ("accuracy", "dice", "mean_iou", "kappa")}
 
 
 def train(
@@ -318,7 +314,7 @@ def _train_auto(config, scene, registry, run_id, run_dir, on_event) -> TrainResu
         run_id, status="finished", architecture=sel.chosen, backbone=None, epochs_run=0, training_seconds=seconds,
         model_size_mb=_size_mb(package), per_class_iou=[c["iou"] for c in sel.metrics["per_class"]],
         baseline_accuracy=(sel.baseline or {}).get("accuracy"), baseline_mean_iou=(sel.baseline or {}).get("mean_iou"),
-        selection=f"{sel.chosen} by {sel.folds}-fold CV {criterion.replace('_', ' ')} ({board})",
+        selection=f"{sel.chosen} by {sel.folds}-fold CV {METRIC_WORDS.get(criterion, criterion)} ({board})",
         cv_spread=chosen_row.get(f"{criterion}_spread"), **{k: sel.metrics[k] for k in ("accuracy", "dice", "mean_iou")},
     )  # fmt: skip
     write_summary(run_dir, summary_of(registry.run(run_id), card, []))

@@ -61,8 +61,8 @@ def _batch_starts(n: int, batch: int) -> list[int]:
 
 def _batches(n: int, batch: int, order: torch.Tensor):
     starts = _batch_starts(n, batch)
-    for i, s in enumerate(starts):
-        yield order[s : starts[i + 1] if i + 1 < len(starts) else n]
+    for start, end in zip(starts, [*starts[1:], n], strict=True):
+        yield order[start:end]
 
 
 class Trainer:
