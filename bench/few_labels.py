@@ -52,6 +52,30 @@ class Dataset:
     export_args: list[str]
     score: callable  # (map path, class names by index) -> (headline, [per-part scores], pixels)
     metric: str
+    truth: Path | None = None  # a full truth map (the sample's only): also scored whole, on boundaries, per class
+
+
+def truth_scores(map_path: Path, truth_path: Path, classes: list[dict]) -> dict:
+    """Whole-map accuracy, accuracy within 2 px of a class boundary and away from them, IoU per class name."""
+    from scipy import ndimage
+
+    pred, _, _ = read_map(map_path)
+    with rasterio.open(truth_path) as src:
+        codes = src.read(1)
+    truth = np.full(codes.shape, 255, dtype=np.uint8)
+    for c in classes:
+        truth[codes == int(c["value"])] = c["index"]
+    valid = truth != 255
+    edge = np.zeros_like(valid)
+    for c in classes:
+        m = truth == c["index"]
+        edge |= m & ~ndimage.binary_erosion(m, iterations=2, border_value=1)
+    near = valid & ndimage.binary_dilation(edge)
+    hit = pred == truth
+    iou = {c["name"]: float(((pred == c["index"]) & (truth == c["index"]) & valid).sum()
+                            / max(1, (((pred == c["index"]) | (truth == c["index"])) & valid).sum())) for c in classes}  # fmt: skip
+    return {"whole": float(hit[valid].mean()), "boundary": float(hit[near].mean()),
+            "interior": float(hit[valid & ~near].mean()), "iou": iou}  # fmt: skip
 
 
 def cli(*args, workspace: Path) -> tuple[float, str]:
@@ -161,7 +185,7 @@ def sample(tmp: Path) -> Dataset:
     args = ["-r", scene.raster, "-l", tmp / "sample_train.gpkg", "--class-field", scene.class_field, "--tile-size",
             64, "--stride", 32]  # fmt: skip
     return Dataset(f"Built-in sample ({len(test)} of {len(polygons)} polygons held out)", [scene.raster], args,
-                   polygon_scorer(test, scene.class_field), "accuracy")  # fmt: skip
+                   polygon_scorer(test, scene.class_field), "accuracy", scene.truth)  # fmt: skip
 
 
 def run_record(workspace: Path, run_id: int) -> tuple[float, str]:
@@ -177,7 +201,7 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     args = parser.parse_args()
     methods = args.methods.split(",")
-    rows = []
+    rows, wholes = [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         makers = {"landsat": landsat, "lidar": lidar, "sample": sample}
@@ -198,6 +222,9 @@ def main() -> None:
                 card = json.loads((pkg / "model.json").read_text())
                 value, parts, pixels = data.score(map_path, card["classes"])
                 cv = (card.get("metrics") or {}).get("accuracy")
+                if data.truth is not None:
+                    whole = truth_scores(map_path, data.truth, card["classes"])
+                    wholes.append((data.name, method, arch, whole))
                 row = {"dataset": data.name, "metric": data.metric, "method": method, "model": arch, "score": value,
                        "spread": float(np.std(parts)), "pixels": pixels, "train_wall": train_wall,
                        "train_inproc": inproc, "classify_wall": classify_wall, "own_estimate": cv}  # fmt: skip
@@ -211,6 +238,14 @@ def main() -> None:
         own = "—" if r["own_estimate"] is None else f"{r['own_estimate']:.3f}"
         print(f"| {r['dataset']} | {r['method']} ({r['model']}) | {r['metric']} {r['score']:.3f} | ± {r['spread']:.3f} |"
               f" {r['train_wall']:.0f} ({r['train_inproc']:.0f}) | {r['classify_wall']:.1f} | {own} |")  # fmt: skip
+    if wholes:
+        names = list(wholes[0][3]["iou"])
+        print("\nAgainst the full truth map (the sample's only):\n| dataset | method (model) | whole map | within 2 px of a"
+              " boundary | away from boundaries | " + " | ".join(f"IoU {n}" for n in names) + " |\n|---|---|---|---|---|"
+              + "---|" * len(names))  # fmt: skip
+        for name, method, arch, w in wholes:
+            print(f"| {name} | {method} ({arch}) | {w['whole']:.3f} | {w['boundary']:.3f} | {w['interior']:.3f} | "
+                  + " | ".join(f"{w['iou'][n]:.2f}" for n in names) + " |")  # fmt: skip
     for name in dict.fromkeys(r["dataset"] for r in rows):
         mine = {r["method"]: r for r in rows if r["dataset"] == name}
         if "default" in mine and "forest" in mine:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import geopandas as gpd
 import pytest
@@ -191,6 +192,11 @@ def test_demo_runs_the_workflow_on_the_sample(tmp_path):
     assert (
         "CV mean IoU" in text and "chose " in text and "cross-validated accuracy" in text
     )  # the default's leaderboard
+    # the sample's town is told by its pattern: the default ships a network, and the demo shows, against the
+    # forest trained on the same chips, that it helps on the town
+    assert "chose cnn_" in text and "Where the network helps" in text, text
+    developed = re.search(r"developed IoU (\S+) vs (\S+) \((\S+), (\w+)\)", text)
+    assert developed and float(developed[1]) > float(developed[2]) and developed[4] == "helps", text
     from terralearn.runs import Registry
 
     rows = Registry(tmp_path).chipsets()

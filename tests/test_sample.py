@@ -67,3 +67,24 @@ def test_classes_overlap_spectrally(tmp_path):
     pred = codes[np.argmin(((pixels[:, None, :] - centroids[None]) ** 2).sum(-1), axis=1)]
     accuracy = (pred == truth[valid]).mean()
     assert 0.6 < accuracy < 0.95, accuracy
+
+
+def test_town_is_told_by_its_pattern_not_its_pixels(tmp_path):
+    """Town pixels alone look like bare soil or grass; only their arrangement (streets, small lots) is distinct."""
+    from scipy import ndimage
+
+    scene = make_sample(tmp_path, size=256)
+    img, truth, *_ = load(scene)
+    red, nir = img[2].astype(float), img[3].astype(float)
+    ndvi = (nir - red) / np.maximum(nir + red, 1)
+    town = ndimage.binary_erosion(truth == 21, iterations=2)
+    assert town.sum() > 200
+    ndvi_of = {code: np.median(ndvi[ndimage.binary_erosion(truth == code, iterations=2)]) for code in (31, 71)}
+    like_bare = np.abs(ndvi[town] - ndvi_of[31]) < 0.12
+    like_grass = np.abs(ndvi[town] - ndvi_of[71]) < 0.12
+    # both materials, each like a natural class (lots blur into each other)
+    assert like_bare.mean() > 0.1 and like_grass.mean() > 0.1
+    local_sd = ndimage.generic_filter(ndvi, np.std, size=3)
+    for code in (31, 71, 82):  # homogeneous natural classes: far smoother at the scale of a few pixels
+        inside = ndimage.binary_erosion(truth == code, iterations=2)
+        assert np.median(local_sd[town]) > 2 * np.median(local_sd[inside]), code

@@ -19,7 +19,7 @@ from terralearn.errors import ConfigError, PackageError
 from terralearn.export import export
 from terralearn.io.package import load_package
 from terralearn.metrics import metrics_from_confusion
-from terralearn.models.augment import augment_batch
+from terralearn.models.augment import augment_batch, cutmix
 from terralearn.models.loader import load_model
 from terralearn.models.losses import CrossEntropy, DiceLoss, FocalLoss, build_loss, inverse_frequency_weights
 from terralearn.runs import Registry
@@ -189,6 +189,27 @@ def test_augmentations_move_labels_with_images():
     assert not torch.equal(xa, x) or not torch.equal(augment_batch(x, y, ["flip", "rot90"], gen)[0], x)
     xj, yj = augment_batch(x, y, ["jitter"], gen)
     assert torch.equal(yj, y) and not torch.equal(xj, x)
+
+
+def test_cutmix_pastes_image_and_labels_together():
+    """Each pasted pixel comes, image and label alike, from the same place of another chip of the batch."""
+    gen = torch.Generator().manual_seed(3)
+    b, h, w = 8, 20, 20
+    y = torch.arange(b).repeat_interleave(h * w).reshape(b, h, w)  # chip i is labelled i everywhere
+    x = torch.stack([y.float() * 10, -y.float()], dim=1)  # two bands, both telling the chip a pixel came from
+    y[0, :, :10] = 255  # chip 0 half unlabelled: those pixels are never pasted
+    x = torch.stack([y.float() * 10, -y.float()], dim=1)
+    xm, ym = cutmix(x, y, 1.0, gen)
+    assert torch.equal(xm[:, 0], ym.float() * 10) and torch.equal(xm[:, 1], -ym.float())
+    assert not (ym[1:] == 255).any()
+    changed = [(ym[i] != i).float().mean().item() for i in range(b)]
+    assert sum(c > 0 for c in changed) >= b // 2  # most chips got a piece of another
+    assert all(c < 1 for c in changed[1:])  # and kept part of their own: a labelled boundary inside the chip
+    assert (y[0, :, :10] == 255).all() and (y[1:] == torch.arange(1, b)[:, None, None]).all()  # inputs untouched
+    xs, ys = cutmix(x, y, 0.0, gen)
+    assert torch.equal(xs, x) and torch.equal(ys, y)
+    again = cutmix(x, y, 1.0, torch.Generator().manual_seed(3))
+    assert torch.equal(again[1], ym)  # seeded
 
 
 def test_mixup_and_ignore_classes_run(chips, tmp_path):

@@ -3,6 +3,10 @@
 Sample scene -> pre-flight checks -> chip export -> training (the default: model selection by
 cross-validation among the random forest and small CNNs) -> training report -> classification of the whole scene -> evaluation of the map
 against the full truth map (the sample's only: real users evaluate against held-out polygons).
+
+When the selection ships a network, the demo also trains, maps and evaluates the random forest on the same
+chips, so that it can show class by class where the network helps and where it does not (the sample's
+town is told by its pattern of streets and lots, which a per-pixel model cannot see).
 """
 
 from __future__ import annotations
@@ -36,6 +40,18 @@ class DemoResult:
     train: TrainResult | None = None
     classify: ClassifyResult | None = None
     evaluate: EvalResult | None = None
+    forest: TrainResult | None = None  # the forest on the same chips, when a network was shipped
+    forest_evaluate: EvalResult | None = None
+
+
+def compare_maps(chosen: dict, forest: dict) -> list[dict]:
+    """Per class (best gain first): IoU of the shipped map, of the forest's map, and the difference (pure)."""
+    rows = []
+    for a, b in zip(chosen["per_class"], forest["per_class"], strict=True):
+        if a["support"] == 0 or a["iou"] is None or b["iou"] is None:
+            continue
+        rows.append({"name": a["name"], "iou": a["iou"], "forest_iou": b["iou"], "gain": a["iou"] - b["iou"]})
+    return sorted(rows, key=lambda r: -r["gain"])
 
 
 def run_demo(
@@ -69,4 +85,19 @@ def run_demo(
                              image=[scene.raster], rgb_bands=[5, 4, 3], overwrite=True),
         workspace=workspace,
     )  # fmt: skip
-    return DemoResult(folder, scene, result.findings, result, trained, mapped, assessed)
+    done = DemoResult(folder, scene, result.findings, result, trained, mapped, assessed)
+    chosen = (trained.card.get("selection") or {}).get("chosen", model)
+    if chosen != "random_forest":
+        done.forest = train(
+            TrainConfig.build(chips=config.out, out=folder / "model_forest", model="random_forest", seed=seed,
+                              overwrite=True, name="demo random_forest (comparison)"),
+            workspace=workspace,
+        )  # fmt: skip
+        forest_map = classify(ClassifyConfig.build(model=done.forest.package, rasters=[scene.raster],
+                                                   out=folder / "map_forest.tif", overwrite=True))  # fmt: skip
+        done.forest_evaluate = evaluate(
+            EvaluateConfig.build(prediction=forest_map.out, reference=scene.truth, out=folder / "evaluation_forest",
+                                 overwrite=True),
+            workspace=workspace,
+        )  # fmt: skip
+    return done

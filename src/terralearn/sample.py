@@ -42,6 +42,13 @@ CLASSES = {
     82: ("cropland", [430, 780, 480, 3900, 2050, 950]),
 }
 BARE_FIELD = [950, 1150, 1450, 2050, 2800, 2250]
+#: Materials of the town, each like a natural class on its own: roofs and yards like bare soil, gardens like grass.
+ROOF = [1120, 1290, 1580, 2080, 2850, 2420]
+GARDEN = [480, 730, 630, 2750, 2200, 1200]
+ASPHALT = CLASSES[21][1]
+#: Street spacing and the side of a house lot in the town, in pixels.
+BLOCK = 6
+LOT = 2
 
 
 @dataclass(frozen=True)
@@ -63,8 +70,8 @@ def _line_mask(shape, points, width) -> np.ndarray:
     return rasterize([(line, 1)], out_shape=shape, transform=Affine.identity(), dtype="uint8").astype(bool)
 
 
-def make_land_cover(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A class-code map and a per-object 'greenness' map (0 bare .. 1 fully green) for crop fields."""
+def make_land_cover(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A class-code map, a per-object 'greenness' map (0 bare .. 1 fully green) for crop fields, and the town."""
     shape = (size, size)
     cover = np.full(shape, 71, dtype=np.int16)  # grassland matrix
     green = np.zeros(shape, dtype=np.float32)
@@ -107,13 +114,28 @@ def make_land_cover(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np
     cy, cx = (int(v) for v in rng.integers(size // 4, 3 * size // 4, 2))
     yy, xx = np.mgrid[0:size, 0:size]
     town = ((yy - cy) ** 2 + (xx - cx) ** 2) < (size / 9) ** 2 * (1 + 0.5 * _smooth(rng, shape, size / 30))
-    cover[town & (cover != 11)] = 21
+    town &= cover != 11
+    cover[town] = 21
     for a, b in (((0, cy), (size, cy + rng.integers(-40, 40))), ((cx, 0), (cx + rng.integers(-60, 60), size))):
         cover[_line_mask(shape, [a, b], 2)] = 21
-    return cover, green
+    return cover, green, town
 
 
-def make_image(cover: np.ndarray, green: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def town_materials(shape: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Street mask and the vegetated share (0 roof .. 1 garden) of every pixel of a town laid out in blocks.
+
+    Streets run every ``BLOCK`` pixels; between them, house lots of ``LOT`` x ``LOT`` pixels are mostly roof
+    or mostly garden (a bimodal share). Each pixel alone looks like bare soil or grass; only the pattern
+    (a street grid, lots alternating at the scale of two pixels) says "town".
+    """
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    street = (yy % BLOCK == 0) | (xx % BLOCK == 0)
+    lots = (rng.random((shape[0] // LOT + 1, shape[1] // LOT + 1)) < 0.5).astype(np.float32)
+    share = np.kron(lots, np.ones((LOT, LOT), dtype=np.float32))[: shape[0], : shape[1]]
+    return street, share
+
+
+def make_image(cover: np.ndarray, green: np.ndarray, town: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Surface reflectance x 10000 for each pixel, with object, texture and sensor variation."""
     shape = cover.shape
     img = np.zeros((6, *shape), dtype=np.float32)
@@ -128,8 +150,11 @@ def make_image(cover: np.ndarray, green: np.ndarray, rng: np.random.Generator) -
     # broad illumination / moisture gradient and per-class texture
     for b in range(6):
         img[b] *= 1 + 0.08 * _smooth(rng, shape, shape[0] / 8)
-    town = cover == 21
-    img[:, town] *= 1 + 0.25 * rng.standard_normal((1, int(town.sum()))).astype(np.float32)
+    street, share = town_materials(shape, rng)
+    lots = town & ~street
+    v = share[lots][None, :]
+    img[:, lots] = v * np.array(GARDEN, dtype=np.float32)[:, None] + (1 - v) * np.array(ROOF, dtype=np.float32)[:, None]
+    img[:, town & street] = np.array(ASPHALT, dtype=np.float32)[:, None]
     forest = cover == 41
     img[:, forest] *= 1 + 0.12 * _smooth(rng, shape, 1.2)[forest][None, :]
     grass = cover == 71
@@ -188,8 +213,8 @@ def make_sample(out_dir: Path, seed: int = 42, size: int = 512, pixel_size: floa
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    cover, green = make_land_cover(size, rng)
-    img = make_image(cover, green, rng)
+    cover, green, town = make_land_cover(size, rng)
+    img = make_image(cover, green, town, rng)
     valid = swath_border(size, rng)
     img[:, ~valid] = NODATA
     transform = Affine(pixel_size, 0, 448_000.0, 0, -pixel_size, 5_102_000.0)

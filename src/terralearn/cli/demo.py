@@ -10,7 +10,7 @@ import typer
 from terralearn.cli._common import Debug, Workspace, console, handle_errors, progress_bar
 from terralearn.cli.check import print_findings
 from terralearn.cli.train import print_progress
-from terralearn.demo import run_demo
+from terralearn.demo import compare_maps, run_demo
 from terralearn.runs import Registry
 
 
@@ -53,6 +53,22 @@ def demo(
         "open the address it prints)",
         highlight=False,
     )
+    if result.forest_evaluate is not None:
+        print_comparison(result.evaluate.metrics, result.forest_evaluate.metrics, tr.card["architecture"])
+
+
+def print_comparison(chosen: dict, forest: dict, name: str) -> None:
+    """Where the shipped network helps, class by class, against the forest on the same chips (whole map)."""
+    console.print(
+        f"\n[bold]Where the network helps[/] (whole map against the truth; {name} vs the random forest trained on "
+        f"the same chips): overall accuracy {chosen['overall_accuracy']:.1%} vs {forest['overall_accuracy']:.1%}, "
+        f"mIoU {chosen['mean_iou']:.3f} vs {forest['mean_iou']:.3f}",
+        highlight=False,
+    )
+    for row in compare_maps(chosen, forest):
+        word = "helps" if row["gain"] >= 0.01 else "worse" if row["gain"] <= -0.01 else "same"
+        console.print(f"  {row['name']:<14} IoU {row['iou']:.2f} vs {row['forest_iou']:.2f}  "
+                      f"({row['gain']:+.2f}, {word})", highlight=False)  # fmt: skip
 
 
 def _model_line(tr) -> str:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import torch
 
+#: Sides of a pasted rectangle, as shares of the chip's sides (thin strips to large blocks).
+CUTMIX_SIDES = (0.05, 0.75)
+
 
 def augment_batch(x: torch.Tensor, y: torch.Tensor, kinds: list[str], gen: torch.Generator):
     """Random flips, 90-degree rotations, mild radiometric jitter and noise, per chip.
@@ -48,3 +51,33 @@ def mixup(x: torch.Tensor, alpha: float, gen: torch.Generator):
     lam = float(torch.distributions.Beta(alpha, alpha).sample())
     perm = torch.randperm(x.shape[0], generator=gen)
     return lam * x + (1 - lam) * x[perm], perm, lam
+
+
+def cutmix(x: torch.Tensor, y: torch.Tensor, prob: float, gen: torch.Generator, ignore: int = 255):
+    """Paste the labelled pixels of a random rectangle of another chip of the batch into each chip.
+
+    With probability ``prob`` per chip; image and labels move together, and only pixels labelled in the
+    source (``y != ignore``) are pasted, so each pasted piece is part of a training polygon with its own
+    outline. Sparse polygons drawn inside homogeneous areas have no labelled pixels on both sides of a
+    real class boundary; the pasted pieces give the network labelled boundaries, so it learns to trust a
+    pixel's own spectrum next to another class instead of smearing the edge.
+    """
+    if prob <= 0:
+        return x, y
+    b, _, h, w = x.shape
+    x, y = x.clone(), y.clone()
+    src = torch.randperm(b, generator=gen)
+    draw = torch.rand((b, 5), generator=gen)
+    lo, hi = CUTMIX_SIDES
+    for i in range(b):
+        j = int(src[i])
+        if draw[i, 0] >= prob or j == i:
+            continue
+        rh = max(1, int(h * (lo + (hi - lo) * draw[i, 1])))
+        rw = max(1, int(w * (lo + (hi - lo) * draw[i, 2])))
+        r0, c0 = int((h - rh) * draw[i, 3]), int((w - rw) * draw[i, 4])
+        rows, cols = slice(r0, r0 + rh), slice(c0, c0 + rw)
+        paste = y[j, rows, cols] != ignore
+        x[i, :, rows, cols] = torch.where(paste, x[j, :, rows, cols], x[i, :, rows, cols])
+        y[i, rows, cols] = torch.where(paste, y[j, rows, cols], y[i, rows, cols])
+    return x, y

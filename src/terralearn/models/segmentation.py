@@ -123,12 +123,16 @@ class DilatedCNN(nn.Module):
 
     A few tens of thousands of weights: it learns from a few hundred labelled pixels, adds the texture and
     context of its receptive field (1 + 2 * sum(dilations) pixels) to the spectra, and, with reflect padding
-    and no down-sampling, gives the same answer whatever the tile size it is run on.
+    and no down-sampling, gives the same answer whatever the tile size it is run on. The class scores are
+    the sum of a context head (on the dilated features) and a spectral head (on the 1x1 layer's features of
+    the pixel itself): objects smaller than the receptive field (a pond of a few pixels) and pixels next to
+    another class keep their own spectrum's vote instead of being outvoted by their surroundings.
     """
 
     def __init__(self, in_channels: int, classes: int, width: int = 32, dilations=(1, 2, 4)) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 1), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 1), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        layers: list[nn.Module] = []
         for d in dilations:
             layers += [
                 nn.Conv2d(width, width, 3, padding=d, dilation=d, padding_mode="reflect"),
@@ -137,15 +141,20 @@ class DilatedCNN(nn.Module):
             ]
         self.body = nn.Sequential(*layers)
         self.head = nn.Conv2d(width, classes, 1)
+        self.spectral = nn.Conv2d(width, classes, 1)
         self.receptive_field = 1 + 2 * sum(dilations)
+
+    def _scores(self, x: torch.Tensor) -> torch.Tensor:
+        spectra = self.stem(x)
+        return self.head(self.body(spectra)) + self.spectral(spectra)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         small = self.receptive_field // 2 - min(h, w) + 1  # reflect padding needs inputs larger than the dilation
         if small > 0:
-            out = self.head(self.body(nn.functional.pad(x, (small, small, small, small), mode="replicate")))
+            out = self._scores(nn.functional.pad(x, (small, small, small, small), mode="replicate"))
             return out[..., small : small + h, small : small + w]
-        return self.head(self.body(x))
+        return self._scores(x)
 
 
 class PadToMultiple(nn.Module):
