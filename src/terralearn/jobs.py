@@ -322,9 +322,9 @@ def _run_export(store: JobStore, job_id: int, settings: dict) -> dict:
     Registry(store.root).record_chipset(result)
     store.log(job_id, f"Wrote {result.chips} chips ({result.train_chips} training, {result.val_chips} validation) "
                       f"in {result.seconds:.1f} s.")  # fmt: skip
-    warnings = [f.as_dict() for f in result.findings if f.severity != "ok"]
+    findings = [f.as_dict() for f in result.findings]  # every finding (error, warning, info), as the page shows them
     return {"out": _rel(store.root, result.out), "chips": result.chips, "train_chips": result.train_chips,
-            "val_chips": result.val_chips, "seconds": result.seconds, "findings": warnings}  # fmt: skip
+            "val_chips": result.val_chips, "seconds": result.seconds, "findings": findings}  # fmt: skip
 
 
 def _train_result(store: JobStore, job_id: int, result) -> dict:

@@ -17,6 +17,8 @@ from terralearn.errors import ChecksFailedError, TerraLearnError
 console = Console()
 err_console = Console(stderr=True)
 
+_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
 Workspace = Annotated[
     Path | None,
     typer.Option(
@@ -26,6 +28,20 @@ Workspace = Annotated[
     ),
 ]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback of unexpected errors.")]
+
+
+def print_findings(findings, out=console) -> None:
+    """The pre-flight findings as one table (check, export, demo, and refused inputs alike)."""
+    from rich.table import Table
+
+    table = Table(title="Pre-flight checks", show_lines=True, expand=True)
+    table.add_column("Severity", no_wrap=True)
+    table.add_column("Check", no_wrap=True)
+    table.add_column("Finding", ratio=3)
+    table.add_column("Fix", ratio=2)
+    for f in findings:
+        table.add_row(f"[{_STYLE[f.severity]}]{f.severity}[/]", f.check, f.message, f.fix)
+    out.print(table)
 
 
 def handle_errors(fn):
@@ -39,8 +55,6 @@ def handle_errors(fn):
         except typer.Exit:
             raise
         except ChecksFailedError as exc:
-            from terralearn.cli.check import print_findings
-
             print_findings(exc.findings, err_console)
             err_console.print(f"[bold red]Error:[/] {exc.message}", highlight=False)
             err_console.print(f"[bold]Fix:[/] {exc.fix}", highlight=False)

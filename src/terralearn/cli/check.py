@@ -7,27 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from terralearn.checks import run_checks
 from terralearn.cli import _inputs as opt
-from terralearn.cli._common import Debug, Workspace, console, handle_errors
+from terralearn.cli._common import Debug, Workspace, console, handle_errors, print_findings
 from terralearn.config import CheckConfig
-from terralearn.io.atomic import write_text_atomic
 from terralearn.runs import resolve_workspace
-
-_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
-
-
-def print_findings(findings, out=console) -> None:
-    table = Table(title="Pre-flight checks", show_lines=True, expand=True)
-    table.add_column("Severity", no_wrap=True)
-    table.add_column("Check", no_wrap=True)
-    table.add_column("Finding", ratio=3)
-    table.add_column("Fix", ratio=2)
-    for f in findings:
-        table.add_row(f"[{_STYLE[f.severity]}]{f.severity}[/]", f.check, f.message, f.fix)
-    out.print(table)
 
 
 @handle_errors
@@ -56,6 +40,9 @@ def check(
         raster, labels, class_field, class_name_field, class_value, label_nodata, tile_size, tile_size_x, tile_size_y,
         resampling, buffer_radius, mask, invalid_geometries, background_class,
     ))  # fmt: skip
+    from terralearn.checks import run_checks
+    from terralearn.io.atomic import write_text_atomic
+
     report = run_checks(config)
     print_findings(report.findings)
     counts = report.as_dict()["counts"]

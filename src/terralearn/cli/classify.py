@@ -62,8 +62,7 @@ def classify(
     debug: Debug = False,
 ) -> None:
     """Classify rasters with a model package into a Cloud-Optimized GeoTIFF with colours, labels and a QGIS style."""
-    from terralearn.classify import classify as run_classify
-    from terralearn.io.raster import describe_raster
+    from terralearn.io.package import read_card
 
     config = ClassifyConfig.build(
         model=model, rasters=list(raster), out=out, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
@@ -71,7 +70,12 @@ def classify(
         device=device, resampling=list(resampling) if resampling else ["auto"], check_band_names=not ignore_band_names,
         overwrite=overwrite,
     )  # fmt: skip
+    read_card(config.model)  # a missing or broken package is refused before the deep-learning stack loads
+    from terralearn.io.raster import describe_raster
+
     grid = describe_raster(config.rasters[0]).grid  # the stack's grid: that of the first raster
+    from terralearn.classify import classify as run_classify
+
     bar, update = progress_bar("Classifying (pixels)", extra=area_progress(grid))
     with bar:
         result = run_classify(config, progress=update)

@@ -7,10 +7,8 @@ from typing import Annotated
 
 import typer
 
-from terralearn.cli._common import Debug, Workspace, console, handle_errors, progress_bar
-from terralearn.cli.check import print_findings
+from terralearn.cli._common import Debug, Workspace, console, handle_errors, print_findings, progress_bar
 from terralearn.cli.train import print_progress
-from terralearn.demo import compare_maps, run_demo
 from terralearn.runs import Registry
 
 
@@ -24,6 +22,8 @@ def demo(
     debug: Debug = False,
 ) -> None:
     """Run the workflow on the built-in sample: scene, checks, chips, training, report, map, evaluation."""
+    from terralearn.demo import run_demo
+
     registry = Registry(workspace)
     folder = out or registry.root / "demo"
     bar, update = progress_bar("Exporting chips")
@@ -59,6 +59,8 @@ def demo(
 
 def print_comparison(chosen: dict, forest: dict, name: str) -> None:
     """Where the shipped network helps, class by class, against the forest on the same chips (whole map)."""
+    from terralearn.demo import compare_maps
+
     console.print(
         f"\n[bold]Where the network helps[/] (whole map against the truth; {name} vs the random forest trained on "
         f"the same chips): overall accuracy {chosen['overall_accuracy']:.1%} vs {forest['overall_accuracy']:.1%}, "

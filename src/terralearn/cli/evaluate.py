@@ -10,7 +10,6 @@ import typer
 from terralearn.cli._common import Debug, Workspace, console, handle_errors, progress_bar
 from terralearn.config import EvaluateConfig
 from terralearn.errors import ConfigError
-from terralearn.evaluate import evaluate as run_evaluate
 from terralearn.runs import resolve_workspace
 
 _help = {name: f.description for name, f in EvaluateConfig.model_fields.items()}
@@ -60,6 +59,8 @@ def evaluate(
         prediction=prediction, reference=reference, class_field=class_field, out=out, image=list(image or []),
         rgb_bands=parse_bands(rgb_bands), area_adjusted=not no_area_adjusted, overwrite=overwrite,
     )  # fmt: skip
+    from terralearn.evaluate import evaluate as run_evaluate
+
     bar, update = progress_bar("Evaluating map")
     with bar:
         result = run_evaluate(config, progress=update, workspace=resolve_workspace(workspace))

@@ -8,10 +8,8 @@ from typing import Annotated
 import typer
 
 from terralearn.cli import _inputs as opt
-from terralearn.cli._common import Debug, Workspace, console, handle_errors, progress_bar
-from terralearn.cli.check import print_findings
+from terralearn.cli._common import Debug, Workspace, console, handle_errors, print_findings, progress_bar
 from terralearn.config import ChipFormat, ExportConfig, OutputTiles, SplitMethod
-from terralearn.export import export as run_export
 from terralearn.runs import Registry
 
 _help = {name: f.description for name, f in ExportConfig.model_fields.items()}
@@ -66,6 +64,8 @@ def export(
         metadata_format=metadata_format, split=split, val_fraction=val_fraction, block_size=block_size, seed=seed,
         compress=not no_compress, overwrite=overwrite,
     )  # fmt: skip
+    from terralearn.export import export as run_export
+
     bar, update = progress_bar("Exporting chips")
     with bar:
         result = run_export(config, progress=update)

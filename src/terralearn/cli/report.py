@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from terralearn.cli._common import Debug, Workspace, console, handle_errors
-from terralearn.review import write_run_report
 
 
 @handle_errors
@@ -19,5 +18,7 @@ def report(
     debug: Debug = False,
 ) -> None:
     """Write a self-contained HTML report of a run: curves, per-class scores, confusion matrix, samples."""
+    from terralearn.review import write_run_report
+
     path = write_run_report(run, out, workspace)
     console.print(f"Report: {path}")

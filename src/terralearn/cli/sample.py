@@ -9,7 +9,6 @@ import typer
 
 from terralearn.cli._common import Debug, Workspace, console, handle_errors
 from terralearn.runs import resolve_workspace
-from terralearn.sample import make_sample
 
 
 @handle_errors
@@ -22,6 +21,8 @@ def sample(
 ) -> None:
     """Write the built-in sample scene: a 6-band image, label polygons and a full truth map."""
     resolve_workspace(workspace)
+    from terralearn.sample import make_sample
+
     scene = make_sample(out, seed=seed, size=size)
     console.print(f"Image:  {scene.raster}\nLabels: {scene.labels} (class field '{scene.class_field}', "
                   f"names in '{scene.class_name_field}')\nTruth:  {scene.truth}")  # fmt: skip

@@ -10,7 +10,6 @@ import typer
 from terralearn.cli._common import Debug, Workspace, console, handle_errors
 from terralearn.errors import ConfigError
 from terralearn.runs import resolve_workspace
-from terralearn.web.security import is_loopback
 
 
 @handle_errors
@@ -34,6 +33,7 @@ def ui(
     import uvicorn
 
     from terralearn.web.app import create_app
+    from terralearn.web.security import is_loopback
 
     root = resolve_workspace(workspace)
     remote = not is_loopback(host)
