@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from terralearn.geo.numbers import finite
+
 #: Two-sided 95 % normal quantile, rounded as in Olofsson et al. (2014) and most GIS tools.
 Z95 = 1.96
 
@@ -99,17 +101,17 @@ class AreaAdjusted:
                 "name": names[i],
                 "map_pixels": int(self.map_pixels[i]),
                 "samples": int(self.samples[i]),
-                "weight": _num(self.weights[i]),
-                "users_accuracy": _num(self.users_accuracy[i]),
-                "users_accuracy_ci": _num(self.users_ci[i]),
-                "producers_accuracy": _num(self.producers_accuracy[i]),
-                "producers_accuracy_ci": _num(self.producers_ci[i]),
-                "area_proportion": _num(self.area_proportion[i]),
-                "area_proportion_ci": _num(self.z * self.area_proportion_se[i]),
-                "area_pixels": _num(self.area_pixels[i]),
-                "area_pixels_ci": _num(self.area_pixels_ci[i]),
-                "area": _num(self.area[i]),
-                "area_ci": _num(self.area_ci[i]),
+                "weight": finite(self.weights[i]),
+                "users_accuracy": finite(self.users_accuracy[i]),
+                "users_accuracy_ci": finite(self.users_ci[i]),
+                "producers_accuracy": finite(self.producers_accuracy[i]),
+                "producers_accuracy_ci": finite(self.producers_ci[i]),
+                "area_proportion": finite(self.area_proportion[i]),
+                "area_proportion_ci": finite(self.z * self.area_proportion_se[i]),
+                "area_pixels": finite(self.area_pixels[i]),
+                "area_pixels_ci": finite(self.area_pixels_ci[i]),
+                "area": finite(self.area[i]),
+                "area_ci": finite(self.area_ci[i]),
             }
             for i in range(k)
         ]
@@ -117,14 +119,14 @@ class AreaAdjusted:
             "method": "Olofsson et al. (2014): stratified estimators, map classes as strata",
             "confidence": 0.95 if abs(self.z - Z95) < 1e-9 else None,
             "z": self.z,
-            "overall_accuracy": _num(self.overall_accuracy),
-            "overall_accuracy_se": _num(self.overall_se),
-            "overall_accuracy_ci": _num(self.overall_ci),
+            "overall_accuracy": finite(self.overall_accuracy),
+            "overall_accuracy_se": finite(self.overall_se),
+            "overall_accuracy_ci": finite(self.overall_ci),
             "pixel_area": self.pixel_area,
             "total_pixels": self.total_pixels,
-            "sampled_fraction": _num(self.sampled_fraction),
+            "sampled_fraction": finite(self.sampled_fraction),
             "unsampled_map_classes": [names[i] for i in self.unsampled],
-            "proportions": [[_num(v) for v in row] for row in self.proportions],
+            "proportions": [[finite(v) for v in row] for row in self.proportions],
             "proportions_axes": "rows = reference class, columns = map class",
             "per_class": per_class,
         }
@@ -196,8 +198,3 @@ def area_adjusted_accuracy(
         sampled_fraction=float(p_row.sum()),
         z=float(z),
     )
-
-
-def _num(v) -> float | None:
-    v = float(v)
-    return v if np.isfinite(v) else None

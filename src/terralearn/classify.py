@@ -53,10 +53,10 @@ from terralearn.io.maps import (
 from terralearn.io.package import read_card
 from terralearn.io.raster import RUN_TAG, RasterStack
 from terralearn.io.vector import read_vector
+from terralearn.models.device import resolve_device
 from terralearn.models.forest import predict_proba
 from terralearn.models.loader import LoadedModel, load_model
 from terralearn.models.segmentation import MULTIPLE
-from terralearn.trainer import resolve_device
 
 Progress = Callable[[int, int], None]
 

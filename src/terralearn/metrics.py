@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from terralearn.geo.numbers import finite
+
 
 def confusion_matrix(reference: np.ndarray, predicted: np.ndarray, n_classes: int, ignore: int = 255) -> np.ndarray:
     """K x K pixel counts of (reference, predicted) pairs, skipping reference pixels equal to ``ignore``."""
@@ -59,26 +61,21 @@ def metrics_from_confusion(cm: np.ndarray, names: list[str] | None = None) -> di
         {
             "index": i,
             "name": names[i],
-            "precision": _num(precision[i]),
-            "recall": _num(recall[i]),
-            "f1": _num(f1[i]),
-            "iou": _num(iou[i]),
+            "precision": finite(precision[i]),
+            "recall": finite(recall[i]),
+            "f1": finite(f1[i]),
+            "iou": finite(iou[i]),
             "support": int(ref[i]),
             "predicted": int(pred[i]),
         }
         for i in range(k)
     ]
     return {
-        "accuracy": _num(accuracy),
-        "kappa": _num(kappa),
-        "dice": _num(np.nanmean(np.where(present, f1, np.nan))) if present.any() else None,
-        "mean_iou": _num(np.nanmean(np.where(present, iou, np.nan))) if present.any() else None,
+        "accuracy": finite(accuracy),
+        "kappa": finite(kappa),
+        "dice": finite(np.nanmean(np.where(present, f1, np.nan))) if present.any() else None,
+        "mean_iou": finite(np.nanmean(np.where(present, iou, np.nan))) if present.any() else None,
         "per_class": per_class,
         "confusion": cm.astype(np.int64).tolist(),
         "pixels": int(total),
     }
-
-
-def _num(v) -> float | None:
-    v = float(v)
-    return None if np.isnan(v) else v

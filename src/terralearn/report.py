@@ -32,6 +32,7 @@ from terralearn import __version__
 from terralearn.classes import colour_for
 from terralearn.config import UNLABELLED
 from terralearn.diagnostics import METRIC_WORDS, TIE, compare_with_baseline
+from terralearn.geo.numbers import finite
 
 __all__ = ["class_colours", "colourise", "write_training_report"]
 
@@ -156,19 +157,8 @@ def _int(x: object, default: int | None = None) -> int | None:
         return default
 
 
-def _num(x: object) -> float | None:
-    """A finite float, or None for missing / non-numeric / NaN values."""
-    if isinstance(x, bool) or x is None:
-        return None
-    try:
-        v = float(x)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def _fmt(x: object, digits: int = 3) -> str:
-    v = _num(x)
+    v = finite(x)
     return "—" if v is None else f"{v:.{digits}f}"
 
 
@@ -177,7 +167,7 @@ def _fmt_signed(x: float | None, digits: int = 3) -> str:
 
 
 def _fmt_count(x: object) -> str:
-    v = _num(x)
+    v = finite(x)
     return "—" if v is None else f"{round(v):,}"
 
 
@@ -195,14 +185,14 @@ def _compact(n: float) -> str:
 
 
 def _fmt_lr(x: object) -> str:
-    v = _num(x)
+    v = finite(x)
     if v is None:
         return "—"
     return f"{v:.1e}" if v != 0 and (abs(v) < 1e-2 or abs(v) >= 1e3) else f"{v:g}"
 
 
 def _fmt_duration(seconds: object) -> str:
-    s = _num(seconds)
+    s = finite(seconds)
     if s is None:
         return "—"
     s = round(s)
@@ -306,7 +296,7 @@ def _style_axes(ax, fontsize: float) -> None:
 
 
 def _series(history: list[dict], key: str) -> np.ndarray:
-    return np.array([np.nan if _num(h.get(key)) is None else _num(h.get(key)) for h in history], dtype=float)
+    return np.array([np.nan if finite(h.get(key)) is None else finite(h.get(key)) for h in history], dtype=float)
 
 
 def _epochs(history: list[dict]) -> np.ndarray:
@@ -411,9 +401,9 @@ def _plot_confusion(confusion: np.ndarray, names: list[str]) -> Figure:
 
 def _plot_frequencies(names: list[str], colours: np.ndarray, train: list, val: list) -> Figure | None:
     k = len(names)
-    tr = np.array([_num(v) or 0.0 for v in train], dtype=float)
-    va = np.array([_num(v) or 0.0 for v in val], dtype=float)
-    has_train, has_val = any(_num(v) is not None for v in train), any(_num(v) is not None for v in val)
+    tr = np.array([finite(v) or 0.0 for v in train], dtype=float)
+    va = np.array([finite(v) or 0.0 for v in val], dtype=float)
+    has_train, has_val = any(finite(v) is not None for v in train), any(finite(v) is not None for v in val)
     if not (has_train or has_val) or k == 0:
         return None
     fs = _font(k)
@@ -566,8 +556,8 @@ def _headline(summary: dict) -> dict:
     baseline = summary.get("baseline") or None
     rows = []
     for key, label in _METRIC_LABELS.items():
-        mine = _num(metrics.get(key))
-        base = _num(baseline.get(key)) if baseline else None
+        mine = finite(metrics.get(key))
+        base = finite(baseline.get(key)) if baseline else None
         if mine is None and base is None:
             continue
         diff = None if mine is None or base is None else mine - base
@@ -582,8 +572,8 @@ def _headline(summary: dict) -> dict:
     if baseline:
         bname = str(baseline.get("name") or "the baseline")
         verdict_of = compare_with_baseline(
-            {k: _num(v) for k, v in metrics.items() if k in _METRIC_LABELS},
-            {k: _num(v) for k, v in baseline.items() if k in _METRIC_LABELS},
+            {k: finite(v) for k, v in metrics.items() if k in _METRIC_LABELS},
+            {k: finite(v) for k, v in baseline.items() if k in _METRIC_LABELS},
             summary.get("monitor"),
         )
         key = verdict_of["key"] if verdict_of else None
@@ -591,7 +581,7 @@ def _headline(summary: dict) -> dict:
             sentence = f"The baseline ({bname}) and this model share no metric, so they cannot be compared."
             verdict = "info"
         else:
-            mine, base = _num(metrics[key]), _num(baseline[key])
+            mine, base = finite(metrics[key]), finite(baseline[key])
             diff = mine - base
             word = _MONITOR_WORDS[key]
             numbers = f"{word} {mine:.3f} against {base:.3f} for the {bname} ({diff:+.3f})"
@@ -614,9 +604,9 @@ def _headline(summary: dict) -> dict:
                 _MONITOR_WORDS[k]
                 for k in _METRIC_LABELS
                 if k != key
-                and _num(metrics.get(k)) is not None
-                and _num(baseline.get(k)) is not None
-                and (_num(metrics[k]) - _num(baseline[k])) * (1 if diff > 0 else -1) < -TIE
+                and finite(metrics.get(k)) is not None
+                and finite(baseline.get(k)) is not None
+                and (finite(metrics[k]) - finite(baseline[k])) * (1 if diff > 0 else -1) < -TIE
             ]
             if worse and abs(diff) >= TIE:
                 who = "the baseline" if diff > 0 else "the deep-learning model"
@@ -637,7 +627,7 @@ def _selection(summary: dict) -> dict | None:
     crit = str(sel.get("criterion") or "mean_iou")
     rows = []
     for r in sel["leaderboard"]:
-        spread = _num(r.get(f"{crit}_spread"))
+        spread = finite(r.get(f"{crit}_spread"))
         rows.append({
             "label": r.get("label") or r.get("candidate"), "chosen": bool(r.get("chosen")),
             "score": _fmt(r.get("score")), "spread": "—" if spread is None else f"± {spread:.3f}",
@@ -658,7 +648,7 @@ def _per_class_rows(summary: dict, class_rows: list[dict]) -> list[dict]:
     for i, p in enumerate(per_class):
         idx = _int(p.get("index"), i)
         c = by_index.get(idx, {})
-        iou = _num(p.get("iou"))
+        iou = finite(p.get("iou"))
         name = p.get("name") or c.get("name") or f"class {idx}"
         out.append(
             {
@@ -693,7 +683,7 @@ def _history_table(history: list[dict], best_epoch: int | None) -> tuple[list[st
                 cells.append(_fmt_lr(v))
             elif k == "seconds":
                 cells.append(_fmt(v, 1))
-            elif _num(v) is not None:
+            elif finite(v) is not None:
                 cells.append(_fmt(v, 4) if "loss" in str(k) else _fmt(v, 3))
             else:
                 cells.append(_fmt_value(v))
@@ -730,8 +720,8 @@ def _facts(summary: dict) -> list[tuple[str, str]]:
         ("Epochs run", epochs),
         ("Best epoch", best_text),
     ]
-    if _num(summary.get("model_size_mb")) is not None:
-        facts.append(("Model size", f"{_num(summary['model_size_mb']):.1f} MB"))
+    if finite(summary.get("model_size_mb")) is not None:
+        facts.append(("Model size", f"{finite(summary['model_size_mb']):.1f} MB"))
     if summary.get("bands"):
         facts.append(("Bands", _fmt_value(summary["bands"])))
     size = summary.get("chip_size")
@@ -750,7 +740,7 @@ def _run_log(summary: dict, baseline: dict | None) -> list[tuple[str, str]]:
     m = summary.get("metrics") or {}
     created = _fmt_date(summary.get("created"))
     model = " / ".join(str(x) for x in (summary.get("architecture"), summary.get("backbone")) if x)
-    seconds = _num(summary.get("training_seconds"))
+    seconds = finite(summary.get("training_seconds"))
     cols = [
         ("Run", summary.get("run_id")),
         ("Name", summary.get("name")),

@@ -28,9 +28,10 @@ from terralearn.io.atomic import ensure_can_write_dir, write_text_atomic
 from terralearn.io.checkpoint import load_checkpoint, save_checkpoint, save_samples
 from terralearn.io.package import save_package
 from terralearn.metrics import headline, metrics_from_confusion
+from terralearn.models.device import resolve_device
 from terralearn.runs import Registry
 from terralearn.train_data import TrainingData, load_training_data
-from terralearn.trainer import Trainer, make_model, resolve_device, state_numpy  # noqa: F401 - part of the stage's API
+from terralearn.trainer import Trainer, make_model, state_numpy  # noqa: F401 - part of the stage's API
 
 EpochCallback = Callable[[dict], None]
 

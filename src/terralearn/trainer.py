@@ -22,14 +22,6 @@ from terralearn.train_data import TrainingData
 HIGHER_IS_BETTER = {"val_loss": False, "accuracy": True, "dice": True, "mean_iou": True}
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but no CUDA GPU is available.", "Use --device auto or cpu.")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def make_model(config: TrainConfig, data: TrainingData) -> tuple[torch.nn.Module, str, str | None]:
     """The model, the weights actually used ('imagenet' or 'none'), and a note to show once."""
     args = (config.model, config.backbone, len(data.band_names), data.n_classes)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from terralearn.geo.numbers import finite
+
 
 class BandStats:
     """Accumulates count, min, max, mean and standard deviation per band, window by window.
@@ -48,14 +50,10 @@ class BandStats:
                 "band": i + 1,
                 "name": names[i],
                 "count": int(self.count[i]),
-                "min": _num(self.min[i]),
-                "max": _num(self.max[i]),
-                "mean": _num(self.mean[i]) if self.count[i] else None,
-                "std": _num(std[i]),
+                "min": finite(self.min[i]),
+                "max": finite(self.max[i]),
+                "mean": finite(self.mean[i]) if self.count[i] else None,
+                "std": finite(std[i]),
             }
             for i in range(len(names))
         ]
-
-
-def _num(v: float) -> float | None:
-    return None if not np.isfinite(v) else float(v)

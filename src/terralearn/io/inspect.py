@@ -8,7 +8,6 @@ field); a chip set's manifest; a model package's card. Nothing here reads whole 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import re
 import zipfile
@@ -19,7 +18,7 @@ import pyogrio
 
 from terralearn.errors import ChipSetError, InputFileError
 from terralearn.io.chips import read_manifest
-from terralearn.io.package import CARD
+from terralearn.io.package import read_card
 from terralearn.io.raster import describe_raster, open_raster, read_class_table
 from terralearn.io.vector import unreadable_vector
 from terralearn.io.workspace import detect_kind
@@ -301,25 +300,6 @@ def describe_chipset(path: Path) -> dict:
         },
         "findings": len(m.get("findings", [])),
     }
-
-
-def read_card(path: Path) -> dict:
-    """The model card (JSON) of a package folder or zip, without reading the weights."""
-    try:
-        if path.is_dir():
-            text = (path / CARD).read_bytes()
-        else:
-            with zipfile.ZipFile(path) as zf:
-                text = zf.read(CARD)
-        card = json.loads(text)
-    except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputFileError(
-            f"The model card of '{path}' cannot be read ({exc}).",
-            "Copy the whole package folder (or its .zip) written by `terralearn train` again.",
-        ) from None
-    if not isinstance(card, dict):
-        raise InputFileError(f"The model card of '{path}' is not a JSON object.", "Train or copy the package again.")
-    return card
 
 
 def describe_package(path: Path) -> dict:
