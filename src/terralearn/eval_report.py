@@ -27,6 +27,7 @@ from rasterio.warp import reproject, transform_bounds
 
 from terralearn import __version__
 from terralearn.errors import ConfigError
+from terralearn.geo.bands import named_rgb
 from terralearn.geo.grid import Grid, bounds_intersection, window_of_bounds
 from terralearn.io.atomic import atomic_file, write_text_atomic
 from terralearn.io.raster import RasterInfo, describe_raster, open_raster
@@ -53,7 +54,6 @@ __all__ = ["Preview", "PreviewSpec", "ReportFiles", "read_preview", "select_rgb_
 #: Long side of the preview rasters, in pixels.
 MAX_PREVIEW = 800
 _NODATA_RGB = (255, 255, 255)
-_RGB_NAMES = ("red", "green", "blue")
 
 
 # --------------------------------------------------------------------------------------------- preview
@@ -111,10 +111,10 @@ def select_rgb_bands(images: list[Path], rgb_bands: list[int] | None) -> Preview
         picks = [flat[b - 1] for b in chosen]
         label = "bands " + ", ".join(str(b) for b in chosen)
     else:
-        lower = [name.strip().lower() for _, _, name in flat]
-        if all(n in lower for n in _RGB_NAMES):
-            picks = [flat[lower.index(n)] for n in _RGB_NAMES]
-            label = "red, green, blue"
+        named = named_rgb([name for _, _, name in flat])
+        if named is not None:
+            picks = [flat[i] for i in named]
+            label = ", ".join(flat[i][2].strip().lower() for i in named)
         elif len(flat) >= 3:
             picks = flat[:3]
             label = "bands 1, 2, 3"

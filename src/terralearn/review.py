@@ -8,20 +8,18 @@ from pathlib import Path
 import numpy as np
 
 from terralearn.errors import RunError
+from terralearn.geo.bands import named_rgb
 from terralearn.io.checkpoint import load_samples
 from terralearn.report import write_training_report
 from terralearn.runs import Registry
 
-RGB_BANDS = (("red", "green", "blue"), ("r", "g", "b"), ("b4", "b3", "b2"))
-
 
 def rgb_indices(band_names: list[str]) -> list[int]:
     """Bands to show as red, green, blue: named ones if present, else the first three (or one band as grey)."""
-    names = [n.lower() for n in band_names]
-    for triple in RGB_BANDS:
-        if all(t in names for t in triple):
-            return [names.index(t) for t in triple]
-    return [0, 1, 2] if len(names) >= 3 else [0, 0, 0]
+    named = named_rgb(band_names)
+    if named is not None:
+        return named
+    return [0, 1, 2] if len(band_names) >= 3 else [0, 0, 0]
 
 
 def stretch(rgb: np.ndarray) -> np.ndarray:

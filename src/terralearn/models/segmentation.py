@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from terralearn.errors import ConfigError
+from terralearn.geo.bands import colour_channel
 
 #: TerraLearn name -> segmentation-models-pytorch architecture name.
 ARCHITECTURES = {
@@ -76,8 +77,6 @@ BACKBONES = {
 
 #: Input sides must be a multiple of this for the encoders' five down-samplings.
 MULTIPLE = 32
-
-RGB_NAMES = {"red": 0, "r": 0, "green": 1, "g": 1, "blue": 2, "b": 2}
 
 
 def encoder_name(backbone: str) -> str:
@@ -214,7 +213,7 @@ def _adapt_first_conv(model: nn.Module, in_channels: int, band_names) -> None:
     w = conv.weight.detach()  # (out, 3, kh, kw)
     new = torch.empty((w.shape[0], in_channels, *w.shape[2:]), dtype=w.dtype)
     names = [str(n).lower() for n in (band_names or [])]
-    rgb = {i: RGB_NAMES[n] for i, n in enumerate(names) if n in RGB_NAMES}
+    rgb = {i: c for i, n in enumerate(names) if (c := colour_channel(n)) is not None}
     mean = w.mean(dim=1)
     for i in range(in_channels):
         if rgb:
