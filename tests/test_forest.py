@@ -7,15 +7,13 @@ import pytest
 from safetensors.numpy import load_file, save_file
 from sklearn.ensemble import RandomForestClassifier
 
+from terralearn.io.forest_file import load_forest, load_forest_metadata, save_forest
 from terralearn.models.forest import (
     ForestArrays,
     forest_from_sklearn,
     from_tensors,
-    load_forest,
-    load_forest_metadata,
     predict,
     predict_proba,
-    save_forest,
     to_tensors,
     train_forest,
 )

@@ -1,5 +1,3 @@
-
-
 def test_finite_numbers_for_json():
     import numpy as np
 

@@ -29,13 +29,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 #: Prefix of the safetensors keys of a forest.
 PREFIX = "forest."
-#: Format version written to the safetensors metadata by :func:`save_forest`.
+#: Format version written to the safetensors metadata by :func:`terralearn.io.forest_file.save_forest`.
 FORMAT_VERSION = "1"
 #: Rows predicted at a time: bounds the temporary memory of :func:`predict_proba` (a few MB per chunk).
 CHUNK_ROWS = 65_536
@@ -465,33 +464,3 @@ def _validate_raw(a: Mapping[str, np.ndarray], n_features: int, n_classes: int) 
         raise bad("classes", f"needs 1..{n_classes} entries, got shape {classes.shape}")
     if classes[0] < 0 or classes[-1] >= n_classes or np.any(np.diff(classes) < 1):
         raise bad("classes", f"must rise strictly within 0..{n_classes - 1}")
-
-
-def save_forest(path: str | Path, forest: ForestArrays, metadata: dict[str, str] | None = None) -> None:
-    """Write the forest to a safetensors file (atomically); ``metadata`` goes into its JSON header."""
-    from safetensors.numpy import save_file
-
-    from terralearn.io.atomic import atomic_file
-
-    meta = {"format": "terralearn.forest", "format_version": FORMAT_VERSION}
-    for key, val in (metadata or {}).items():
-        if not isinstance(key, str) or not isinstance(val, str):
-            raise ValueError(f"metadata must map str to str, got {key!r}: {val!r}")
-        meta[key] = val
-    with atomic_file(Path(path)) as tmp:
-        save_file(to_tensors(forest), str(tmp), metadata=meta)
-
-
-def load_forest(path: str | Path) -> ForestArrays:
-    """Read and validate a forest written by :func:`save_forest` (safetensors: never unpickles)."""
-    from safetensors.numpy import load_file
-
-    return from_tensors(load_file(str(path)))
-
-
-def load_forest_metadata(path: str | Path) -> dict[str, str]:
-    """The string metadata stored by :func:`save_forest` (reads only the file's JSON header)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="numpy") as f:
-        return dict(f.metadata() or {})
