@@ -266,3 +266,15 @@ def test_no_shell_and_no_pickles_in_the_app():
     assert "shell=True" not in text and "os.system(" not in text and "os.popen(" not in text
     assert "import pickle" not in text and "pickle.load" not in text
     assert not re.search(r"torch\.load\((?![^)]*weights_only=True)", text)
+
+
+def test_http_status_comes_from_the_error_class():
+    from terralearn import errors
+
+    assert errors.WorkspacePathMissingError("x").http_status == 404
+    assert errors.WorkspacePathError("x").http_status == 403
+    assert errors.UploadTooLargeError("x").http_status == 413 and errors.UploadError("x").http_status == 400
+    assert errors.JobNotFoundError("x").http_status == 404 and errors.JobError("x").http_status == 409
+    assert errors.RunNotFoundError("x").http_status == 404 and errors.RunError("x").http_status == 409
+    assert errors.ConfigError("x").http_status == 400
+    assert isinstance(errors.RunNotFoundError("x"), errors.RunError)  # callers catching the family still do

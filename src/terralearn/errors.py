@@ -13,6 +13,8 @@ class TerraLearnError(Exception):
     """Base class: a problem with the user's inputs or settings, explained."""
 
     exit_code = 2
+    #: The HTTP status the web app answers with (the class says it, never the message's words).
+    http_status = 400
 
     def __init__(self, message: str, fix: str = "") -> None:
         super().__init__(message)
@@ -88,14 +90,44 @@ class PackageError(TerraLearnError, ValueError):
 class RunError(TerraLearnError, LookupError):
     """A run number that the registry does not know, or a run that cannot be resumed."""
 
+    http_status = 409
+
+
+class RunNotFoundError(RunError):
+    """A run number that the registry does not know."""
+
+    http_status = 404
+
 
 class WorkspacePathError(TerraLearnError, PermissionError):
     """A path given to the web app points outside the workspace or at something that is not there."""
+
+    http_status = 403
+
+
+class WorkspacePathMissingError(WorkspacePathError):
+    """A workspace path that is allowed but names nothing."""
+
+    http_status = 404
 
 
 class UploadError(TerraLearnError, ValueError):
     """An uploaded file is too large, of a type TerraLearn does not read, or not what its name says."""
 
 
+class UploadTooLargeError(UploadError):
+    """An upload over the size limit."""
+
+    http_status = 413
+
+
 class JobError(TerraLearnError, RuntimeError):
     """A background job cannot be started, cancelled or resumed as asked."""
+
+    http_status = 409
+
+
+class JobNotFoundError(JobError):
+    """A job number, or a job kind, that does not exist."""
+
+    http_status = 404

@@ -28,7 +28,7 @@ from contextlib import closing, suppress
 from pathlib import Path
 
 from terralearn.config import ClassifyConfig, EvaluateConfig, ExportConfig, StageConfig, TrainConfig
-from terralearn.errors import JobError, TerraLearnError
+from terralearn.errors import JobError, JobNotFoundError, TerraLearnError
 from terralearn.io.atomic import json_default
 from terralearn.runs import DB_NAME, Registry, pid_alive, resolve_workspace
 
@@ -92,7 +92,7 @@ class JobStore:
 
     def create(self, kind: str, config: dict) -> int:
         if kind not in KINDS:
-            raise JobError(f"There is no job kind '{kind}'.", f"Choose one of: {', '.join(KINDS)}.")
+            raise JobNotFoundError(f"There is no job kind '{kind}'.", f"Choose one of: {', '.join(KINDS)}.")
         with closing(self._connect()) as con, con:
             cur = con.execute(
                 "INSERT INTO jobs (kind, status, created, config, progress) VALUES (?, 'queued', ?, ?, '{}')",
@@ -114,7 +114,9 @@ class JobStore:
         with closing(self._connect()) as con:
             row = con.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
-            raise JobError(f"There is no job {job_id} in the workspace '{self.root}'.", "Pick a job from the list.")
+            raise JobNotFoundError(
+                f"There is no job {job_id} in the workspace '{self.root}'.", "Pick a job from the list."
+            )
         return self._live(dict(row))
 
     def list(self, limit: int = 100, kind: str | None = None) -> list[dict]:
@@ -160,7 +162,7 @@ def validate(kind: str, settings: dict) -> StageConfig:
     if kind == "resume":
         raise JobError("A resume job takes a run number, not settings.", "Use resume_training(run_id).")
     if kind not in STAGE_CONFIGS:
-        raise JobError(f"There is no job kind '{kind}'.", f"Choose one of: {', '.join(STAGE_CONFIGS)}.")
+        raise JobNotFoundError(f"There is no job kind '{kind}'.", f"Choose one of: {', '.join(STAGE_CONFIGS)}.")
     return STAGE_CONFIGS[kind].model_validate(settings)
 
 

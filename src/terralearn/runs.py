@@ -154,9 +154,9 @@ class Registry:
         with closing(self._connect()) as con:
             row = con.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
-            from terralearn.errors import RunError
+            from terralearn.errors import RunNotFoundError
 
-            raise RunError(f"There is no run {run_id} in the workspace '{self.root}'.",
+            raise RunNotFoundError(f"There is no run {run_id} in the workspace '{self.root}'.",
                            "List the runs with `terralearn runs` (and check --workspace).")  # fmt: skip
         return _live_status(dict(row))
 

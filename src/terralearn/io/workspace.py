@@ -25,7 +25,14 @@ from pathlib import Path, PurePosixPath
 
 import pyogrio
 
-from terralearn.errors import ConfigError, InputFileError, UploadError, WorkspacePathError
+from terralearn.errors import (
+    ConfigError,
+    InputFileError,
+    UploadError,
+    UploadTooLargeError,
+    WorkspacePathError,
+    WorkspacePathMissingError,
+)
 from terralearn.io.raster import CLASS_TABLE_TAG, open_raster
 
 #: Files of the workspace's registry, never served or listed.
@@ -181,7 +188,8 @@ class WorkspaceFiles:
         try:
             real = candidate.resolve()
         except (OSError, RuntimeError) as exc:  # symlink loops, names too long
-            raise WorkspacePathError(f"The path {shown!r} cannot be resolved ({exc}).", fix) from None
+            kind = WorkspacePathMissingError if isinstance(exc, FileNotFoundError) else WorkspacePathError
+            raise kind(f"The path {shown!r} cannot be resolved ({exc}).", fix) from None
         if real != self.root and not real.is_relative_to(self.root):
             raise WorkspacePathError(
                 f"The path {shown!r} leads outside the workspace '{self.root}' (through a symbolic link).",
@@ -189,7 +197,7 @@ class WorkspaceFiles:
             )
         self._refuse_hidden(real.relative_to(self.root).parts, shown)
         if must_exist and not _exists(real):
-            raise WorkspacePathError(
+            raise WorkspacePathMissingError(
                 f"'{shown}' does not exist in the workspace '{self.root}'.",
                 "Pick an existing file from the workspace list (it may have been moved or deleted).",
             )
@@ -272,9 +280,8 @@ class WorkspaceFiles:
         try:
             scan = list(os.scandir(folder))
         except OSError as exc:
-            raise WorkspacePathError(
-                f"The folder '{rel}' cannot be listed ({exc.strerror}).", "Check its permissions."
-            ) from None
+            kind = WorkspacePathMissingError if isinstance(exc, FileNotFoundError) else WorkspacePathError
+            raise kind(f"The folder '{rel}' cannot be listed ({exc.strerror}).", "Check its permissions.") from None
         for entry in scan:
             st = self._visible(entry)
             if st is None:
@@ -399,7 +406,7 @@ def _stream_to(stream, tmp: Path, max_bytes: int, filename: str) -> int:
                 break
             size += len(block)
             if size > max_bytes:
-                raise UploadError(
+                raise UploadTooLargeError(
                     f"The upload '{filename}' is larger than the limit of {_mb(max_bytes)}.",
                     "Clip or compress the file (e.g. gdal_translate -co COMPRESS=DEFLATE), or copy it into the "
                     "workspace folder directly instead of uploading it.",

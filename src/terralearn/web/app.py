@@ -22,10 +22,8 @@ from terralearn import __version__, jobs
 from terralearn.errors import (
     ChecksFailedError,
     InputFileError,
-    JobError,
-    RunError,
     TerraLearnError,
-    UploadError,
+    UploadTooLargeError,
     WorkspacePathError,
 )
 from terralearn.io import inspect as inspect_io
@@ -94,13 +92,7 @@ def create_app(workspace: Path | str, *, host: str = "127.0.0.1", token: str | N
 
     @app.exception_handler(TerraLearnError)
     async def _terralearn_error(request: Request, exc: TerraLearnError):
-        status = 400
-        if isinstance(exc, WorkspacePathError):
-            status = 404 if "does not exist" in exc.message or "no such" in exc.message.lower() else 403
-        elif isinstance(exc, UploadError):
-            status = 413 if "large" in exc.message.lower() else 400
-        elif isinstance(exc, (JobError, RunError)):
-            status = 404 if "There is no" in exc.message else 409
+        status = exc.http_status
         body = {"error": exc.message, "fix": exc.fix}
         if isinstance(exc, ChecksFailedError):
             body["findings"] = [f.as_dict() for f in exc.findings]
@@ -229,7 +221,7 @@ def create_app(workspace: Path | str, *, host: str = "127.0.0.1", token: str | N
         limit = max_upload_mb * MB
         size = int(request.headers.get("content-length") or 0)
         if size > limit + MB:
-            raise UploadError(f"The upload is too large ({size / MB:,.0f} MB; the limit is {max_upload_mb} MB).",
+            raise UploadTooLargeError(f"The upload is too large ({size / MB:,.0f} MB; the limit is {max_upload_mb} MB).",
                               "Copy large files into the workspace folder directly; they appear on the Data page.")  # fmt: skip
         # save_upload resolves the folder inside the workspace (and refuses one outside it)
         saved = files.save_upload(file.file, file.filename or "upload", subdir=folder.strip("/") or "uploads",
