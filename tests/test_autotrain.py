@@ -209,3 +209,20 @@ def test_small_cnns_run_on_any_tile_size():
         model = build_model(arch, "", 3, 4).eval()
         for side in (1, 5, 9, 16, 40):
             assert model(torch.randn(1, 3, side, side + 3)).shape == (1, 4, side, side + 3)
+
+
+def test_network_timing_keeps_the_fastest_interleaved_round(monkeypatch):
+    """A slow first timing (a cold process) must not make the network timed first look dearer."""
+    import terralearn.autotrain as at
+
+    measured = iter([0.30, 0.20, 0.10, 0.21])  # cnn_s cold, cnn_m, cnn_s warm, cnn_m
+    calls = []
+
+    def fake(name, scene, device):
+        calls.append(name)
+        return next(measured)
+
+    monkeypatch.setattr(at, "seconds_per_step", fake)
+    spc = at.time_networks(["cnn_s", "cnn_m"], scene=None, device=None)
+    assert calls == ["cnn_s", "cnn_m", "cnn_s", "cnn_m"] and spc == {"cnn_s": 0.10, "cnn_m": 0.20}
+    assert plan(spc, 2, seconds_left=MIN_STEPS * (0.1 * 2 + 0.1) / 0.8)[0] == ["cnn_s"]  # the cheap one is kept
