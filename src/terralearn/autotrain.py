@@ -63,7 +63,7 @@ CROP_SIZES = (24, 32, 48, 64)
 LEARNING_RATE = 3e-3
 AUGMENT = ["flip", "rot90", "jitter"]
 #: Share of each candidate's crops that get labelled pixels of another crop pasted in (labelled class
-#: boundaries). Measured (bench/few_labels.py and the README): on the sample scene it lifts the whole-map
+#: boundaries). Measured in-process (README, few-labels benchmark notes): on the sample scene it lifts the whole-map
 #: accuracy of cnn_s from 0.82-0.84 to 0.89-0.91 (pixels within 2 px of a boundary 0.65 -> 0.80); on the
 #: Landsat protocol it costs one 9-px held-out polygon that only a wide context gets right, so cnn_m keeps none.
 CUTMIX = {"cnn_s": 1.0, "cnn_m": 0.0}
