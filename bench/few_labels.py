@@ -59,6 +59,8 @@ def truth_scores(map_path: Path, truth_path: Path, classes: list[dict]) -> dict:
     """Whole-map accuracy, accuracy within 2 px of a class boundary and away from them, IoU per class name."""
     from scipy import ndimage
 
+    from terralearn.metrics import confusion_matrix, metrics_from_confusion
+
     pred, _, _ = read_map(map_path)
     with rasterio.open(truth_path) as src:
         codes = src.read(1)
@@ -72,8 +74,11 @@ def truth_scores(map_path: Path, truth_path: Path, classes: list[dict]) -> dict:
         edge |= m & ~ndimage.binary_erosion(m, iterations=2, border_value=1)
     near = valid & ndimage.binary_dilation(edge)
     hit = pred == truth
-    iou = {c["name"]: float(((pred == c["index"]) & (truth == c["index"]) & valid).sum()
-                            / max(1, (((pred == c["index"]) | (truth == c["index"])) & valid).sum())) for c in classes}  # fmt: skip
+    names = [c["name"] for c in sorted(classes, key=lambda c: c["index"])]
+    iou = {
+        p["name"]: p["iou"]
+        for p in metrics_from_confusion(confusion_matrix(truth, pred, len(names)), names)["per_class"]
+    }
     return {"whole": float(hit[valid].mean()), "boundary": float(hit[near].mean()),
             "interior": float(hit[valid & ~near].mean()), "iou": iou}  # fmt: skip
 

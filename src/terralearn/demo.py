@@ -86,8 +86,7 @@ def run_demo(
         workspace=workspace,
     )  # fmt: skip
     done = DemoResult(folder, scene, result.findings, result, trained, mapped, assessed)
-    chosen = (trained.card.get("selection") or {}).get("chosen", model)
-    if chosen != "random_forest":
+    if trained.card["architecture"] != "random_forest":  # the model shipped, chosen or asked for
         done.forest = train(
             TrainConfig.build(chips=config.out, out=folder / "model_forest", model="random_forest", seed=seed,
                               overwrite=True, name="demo random_forest (comparison)"),

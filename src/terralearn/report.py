@@ -296,7 +296,7 @@ def _style_axes(ax, fontsize: float) -> None:
 
 
 def _series(history: list[dict], key: str) -> np.ndarray:
-    return np.array([np.nan if finite(h.get(key)) is None else finite(h.get(key)) for h in history], dtype=float)
+    return np.array([np.nan if (v := finite(h.get(key))) is None else v for h in history], dtype=float)
 
 
 def _epochs(history: list[dict]) -> np.ndarray:

@@ -154,6 +154,11 @@ def _zip_kind(path: Path) -> str:
 # --- the workspace ---------------------------------------------------------------------------------------------------
 
 
+def _path_error(exc: BaseException) -> type[WorkspacePathError]:
+    """The error class for an OS error on a workspace path: "missing" (HTTP 404) when nothing is there."""
+    return WorkspacePathMissingError if isinstance(exc, FileNotFoundError) else WorkspacePathError
+
+
 class WorkspaceFiles:
     """The files of one workspace folder, reached only through workspace-relative paths."""
 
@@ -188,8 +193,7 @@ class WorkspaceFiles:
         try:
             real = candidate.resolve()
         except (OSError, RuntimeError) as exc:  # symlink loops, names too long
-            kind = WorkspacePathMissingError if isinstance(exc, FileNotFoundError) else WorkspacePathError
-            raise kind(f"The path {shown!r} cannot be resolved ({exc}).", fix) from None
+            raise _path_error(exc)(f"The path {shown!r} cannot be resolved ({exc}).", fix) from None
         if real != self.root and not real.is_relative_to(self.root):
             raise WorkspacePathError(
                 f"The path {shown!r} leads outside the workspace '{self.root}' (through a symbolic link).",
@@ -280,8 +284,9 @@ class WorkspaceFiles:
         try:
             scan = list(os.scandir(folder))
         except OSError as exc:
-            kind = WorkspacePathMissingError if isinstance(exc, FileNotFoundError) else WorkspacePathError
-            raise kind(f"The folder '{rel}' cannot be listed ({exc.strerror}).", "Check its permissions.") from None
+            raise _path_error(exc)(
+                f"The folder '{rel}' cannot be listed ({exc.strerror}).", "Check its permissions."
+            ) from None
         for entry in scan:
             st = self._visible(entry)
             if st is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from terralearn.config import UNLABELLED
+
 #: Sides of a pasted rectangle, as shares of the chip's sides (thin strips to large blocks).
 CUTMIX_SIDES = (0.05, 0.75)
 
@@ -53,7 +55,7 @@ def mixup(x: torch.Tensor, alpha: float, gen: torch.Generator):
     return lam * x + (1 - lam) * x[perm], perm, lam
 
 
-def cutmix(x: torch.Tensor, y: torch.Tensor, prob: float, gen: torch.Generator, ignore: int = 255):
+def cutmix(x: torch.Tensor, y: torch.Tensor, prob: float, gen: torch.Generator, ignore: int = UNLABELLED):
     """Paste the labelled pixels of a random rectangle of another chip of the batch into each chip.
 
     With probability ``prob`` per chip; image and labels move together, and only pixels labelled in the
