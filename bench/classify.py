@@ -1,4 +1,4 @@
-"""Benchmark of TerraLearn's classify stage (``terralearn.classify.classify``): speed, memory and backends.
+"""Benchmark of TerraLearn's classify stage (``terralearn.predict.classify``): speed, memory and backends.
 
 Four measures, each taken within one run of this script (the machines are noisy: compare ratios, not
 seconds across runs). The model packages are built here WITHOUT training, through the project's own
@@ -68,14 +68,14 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from terralearn.classify import ClassifyResult, classify
 from terralearn.config import ClassifyConfig
 from terralearn.geo.grid import Grid
 from terralearn.geo.tiling import tile_starts
 from terralearn.io.package import save_package
 from terralearn.io.raster import write_raster
-from terralearn.models.loader import load_model
 from terralearn.models.segmentation import build_model
+from terralearn.predict import ClassifyResult, classify
+from terralearn.predict.loader import load_model
 
 BANDS = 6
 BAND_NAMES = ["blue", "green", "red", "nir", "swir1", "swir2"]
@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         bare.warm_up()
         import onnxruntime as ort
 
-        from terralearn.deploy import export_onnx, onnx_cache_dir
+        from terralearn.predict.onnx import export_onnx, onnx_cache_dir
 
         t = time.perf_counter()
         onnx_path, _ = export_onnx(unet, work / "model_alone.onnx", size=(TILE, TILE))

@@ -59,7 +59,7 @@ def truth_scores(map_path: Path, truth_path: Path, classes: list[dict]) -> dict:
     """Whole-map accuracy, accuracy within 2 px of a class boundary and away from them, IoU per class name."""
     from scipy import ndimage
 
-    from terralearn.metrics import confusion_matrix, metrics_from_confusion
+    from terralearn.geo.metrics import confusion_matrix, metrics_from_confusion
 
     pred, _, _ = read_map(map_path)
     with rasterio.open(truth_path) as src:

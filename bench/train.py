@@ -24,7 +24,7 @@ from terralearn.config import ExportConfig, TrainConfig
 from terralearn.export import export
 from terralearn.sample import make_sample
 from terralearn.train import Trainer, resolve_device
-from terralearn.train_data import load_training_data
+from terralearn.train.data import load_training_data
 
 
 def main() -> None:

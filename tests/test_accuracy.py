@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from terralearn.accuracy import area_adjusted_accuracy
+from terralearn.evaluate.area import area_adjusted_accuracy
 
 # Olofsson et al. (2014), section 5 (Tables 8 and 9): classes deforestation, forest gain, stable forest, stable
 # non-forest; 30 m pixels (0.09 ha).

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import rasterio
 
-from terralearn.autotrain import MIN_STEPS, NETWORK_TILE, plan, select_model
-from terralearn.classify import classify, default_tile
 from terralearn.config import UNLABELLED, ClassifyConfig, ExportConfig, TrainConfig
 from terralearn.export import export
 from terralearn.io.raster import write_raster
 from terralearn.io.vector import write_vector
+from terralearn.predict import classify, default_tile
 from terralearn.runs import Registry
-from terralearn.scene_data import Mosaic, SceneData, load_scene_data
 from terralearn.train import train
+from terralearn.train.scenes import Mosaic, SceneData, load_scene_data
+from terralearn.train.select import MIN_STEPS, NETWORK_TILE, plan, select_model
 from tests.data.make_data import make_grid, make_scene, pixel_box
 
 # ------------------------------------------------------------------------------------------------ the plan (pure)
@@ -145,9 +145,9 @@ def texture_chips(tmp_path_factory):
 
 
 def test_default_training_selects_refits_on_every_label_and_records_it(texture_chips, tmp_path, monkeypatch):
-    import terralearn.autotrain
+    import terralearn.train.select
 
-    monkeypatch.setattr(terralearn.autotrain, "STEPS", 80)  # a short training: the test is about the stage
+    monkeypatch.setattr(terralearn.train.select, "STEPS", 80)  # a short training: the test is about the stage
     folder, raster = texture_chips
     chips = folder / "chips"
     config = TrainConfig.build(chips=chips, out=tmp_path / "pkg", time_budget=60, cv_folds=2, trees=30)
@@ -213,7 +213,7 @@ def test_small_cnns_run_on_any_tile_size():
 
 def test_network_timing_keeps_the_fastest_interleaved_round(monkeypatch):
     """A slow first timing (a cold process) must not make the network timed first look dearer."""
-    import terralearn.autotrain as at
+    import terralearn.train.select as at
 
     measured = iter([0.30, 0.20, 0.10, 0.21])  # cnn_s cold, cnn_m, cnn_s warm, cnn_m
     calls = []

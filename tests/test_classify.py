@@ -11,13 +11,13 @@ import pytest
 import rasterio
 from affine import Affine
 
-from terralearn.classify import classify
 from terralearn.config import ClassifyConfig, ExportConfig, TrainConfig
 from terralearn.errors import OutputExistsError, RasterError
 from terralearn.export import export
 from terralearn.geo.blend import hann_weights
 from terralearn.io.maps import validate_cog
 from terralearn.io.raster import CLASS_TABLE_TAG, read_class_table, write_raster
+from terralearn.predict import classify
 from terralearn.train import train
 from tests.data.make_data import make_grid, make_raster, make_scene
 
@@ -182,7 +182,7 @@ def test_random_forest_packages_classify_too(package, tmp_path):
 def test_onnx_export_is_cached_keyed_and_checked(package, tmp_path, monkeypatch):
     import shutil
 
-    from terralearn import deploy
+    from terralearn.predict import onnx as deploy
 
     pkg = tmp_path / "model"
     shutil.copytree(package, pkg, ignore=shutil.ignore_patterns(".onnx-cache"))
@@ -223,7 +223,7 @@ def test_onnx_export_is_cached_keyed_and_checked(package, tmp_path, monkeypatch)
 def test_area_in_km2_projected_geographic_and_unknown():
     from rasterio.crs import CRS
 
-    from terralearn.classify import area_km2
+    from terralearn.geo.areas import area_km2
     from terralearn.geo.grid import Grid
 
     utm = make_grid(width=100, height=50, res=10.0)  # 1,000 m x 500 m

@@ -24,11 +24,11 @@ import typer
 from typer.testing import CliRunner
 
 import terralearn.evaluate as ev
-from terralearn.accuracy import area_adjusted_accuracy
 from terralearn.cli.evaluate import evaluate as evaluate_command
 from terralearn.config import EvaluateConfig
 from terralearn.errors import ConfigError, LabelError, OutputExistsError, RasterError
 from terralearn.evaluate import evaluate
+from terralearn.evaluate.area import area_adjusted_accuracy
 from terralearn.io.raster import CLASS_TABLE_TAG, write_raster
 from terralearn.io.vector import write_vector
 from tests.data.make_data import make_grid, make_raster, pixel_box

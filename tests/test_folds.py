@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from terralearn.geo.folds import UNLABELLED, cut_group, label_groups, make_fold_map
-from terralearn.scene_data import chip_clusters
+from terralearn.train.scenes import chip_clusters
 
 
 def _labels(seed: int, n_classes: int = 3, size: int = 64) -> np.ndarray:
@@ -83,7 +83,7 @@ def test_scene_mosaics_put_every_labelled_pixel_back_once(scene, tmp_path):
 
     from terralearn.config import ExportConfig
     from terralearn.export import export
-    from terralearn.scene_data import load_scene_data
+    from terralearn.train.scenes import load_scene_data
 
     raster, labels, _ = scene
     out = tmp_path / "chips"

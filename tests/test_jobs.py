@@ -12,12 +12,12 @@ import time
 
 import pytest
 
-from terralearn import jobs
 from terralearn.config import ClassifyConfig, ExportConfig, TrainConfig
 from terralearn.errors import JobError
 from terralearn.export import export
 from terralearn.io.package import load_package
 from terralearn.runs import Registry
+from terralearn.web import jobs
 from tests.data.make_data import make_scene
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from markupsafe import escape
 
-from terralearn.report import PLOTS, class_colours, colourise, write_training_report
+from terralearn.train.report import PLOTS, class_colours, colourise, write_training_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

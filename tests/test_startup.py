@@ -59,5 +59,5 @@ def test_the_cli_module_imports_light():
 
 
 def test_the_web_worker_imports_only_what_its_stage_needs():
-    assert loaded("terralearn.jobs") == []  # the worker's entry module
+    assert loaded("terralearn.web.jobs") == []  # the worker's entry module
     assert "torch" not in loaded("terralearn.export")  # an export job never loads the deep-learning stack

@@ -14,17 +14,17 @@ import pytest
 import torch
 
 from terralearn.config import UNLABELLED, ExportConfig, TrainConfig
-from terralearn.diagnostics import overfitting_start, training_warnings
 from terralearn.errors import ConfigError, PackageError
 from terralearn.export import export
+from terralearn.geo.metrics import metrics_from_confusion
 from terralearn.io.package import load_package
-from terralearn.metrics import metrics_from_confusion
 from terralearn.models.augment import augment_batch, cutmix
-from terralearn.models.loader import load_model
 from terralearn.models.losses import CrossEntropy, DiceLoss, FocalLoss, build_loss, inverse_frequency_weights
+from terralearn.predict.loader import load_model
 from terralearn.runs import Registry
 from terralearn.train import Trainer, resolve_device, resume, train
-from terralearn.train_data import TrainingData, load_training_data
+from terralearn.train.data import TrainingData, load_training_data
+from terralearn.train.diagnostics import overfitting_start, training_warnings
 from tests.data.make_data import make_scene
 
 
@@ -331,7 +331,7 @@ def test_every_architecture_builds_and_runs_on_odd_sizes():
 def test_onnx_export_matches_torch(chips, tmp_path):
     import onnx
 
-    from terralearn.deploy import export_onnx
+    from terralearn.predict.onnx import export_onnx
 
     train(tiny(chips, tmp_path / "pkg", epochs=1), workspace=tmp_path)
     path, diff = export_onnx(tmp_path / "pkg")
@@ -358,7 +358,7 @@ def test_timm_backbones_and_unknown_names():
 
 def test_a_lone_last_chip_joins_the_batch_before_it():
     """Batch norm cannot train on a batch of one chip (12 LiDAR chips, batch 16 then 11 + 1 failed)."""
-    from terralearn.trainer import _batches
+    from terralearn.train.loop import _batches
 
     order = torch.arange(33)
     sizes = [len(b) for b in _batches(33, 16, order)]
@@ -369,8 +369,8 @@ def test_a_lone_last_chip_joins_the_batch_before_it():
 
 def test_one_verdict_the_warning_and_the_report_use_the_same_criterion():
     """The demo's old contradiction: a warning on overall accuracy (86.7 % vs 86.8 %) beside a green box on mean IoU."""
-    from terralearn.diagnostics import compare_with_baseline
-    from terralearn.report import _headline
+    from terralearn.train.diagnostics import compare_with_baseline
+    from terralearn.train.report import _headline
 
     metrics = metrics_from_confusion(np.array([[860, 140], [126, 874]]), ["a", "b"])
     better_iou = {"accuracy": metrics["accuracy"] + 0.001, "mean_iou": metrics["mean_iou"] - 0.014}

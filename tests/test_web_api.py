@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from terralearn import jobs
 from terralearn.config import TrainConfig
 from terralearn.errors import TerraLearnError
 from terralearn.train import train
+from terralearn.web import jobs
 from terralearn.web.app import STEPS, create_app
 from terralearn.web.security import CSRF_HEADER
 from tests.data.make_data import make_scene

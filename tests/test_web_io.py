@@ -20,11 +20,11 @@ from terralearn.config import ExportConfig
 from terralearn.errors import ConfigError, InputFileError, UploadError, WorkspacePathError
 from terralearn.export import export
 from terralearn.geo.pyramid import fit_shape, max_zoom, tile_count, tile_out_shape, tile_span, tile_window
-from terralearn.io.inspect import describe
 from terralearn.io.maps import StripWriter, class_tags
 from terralearn.io.package import save_package
-from terralearn.io.render import legend, quicklook_png, raster_pyramid, tile_png
-from terralearn.io.workspace import WorkspaceFiles, sanitize_filename, sniff
+from terralearn.web.inspect import describe
+from terralearn.web.render import legend, quicklook_png, raster_pyramid, tile_png
+from terralearn.web.workspace import WorkspaceFiles, sanitize_filename, sniff
 from tests.data.make_data import make_grid, make_raster, make_scene, scene_polygons
 
 MB = 2**20

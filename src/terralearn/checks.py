@@ -21,8 +21,8 @@ from terralearn.config import CheckConfig
 from terralearn.errors import LabelError
 from terralearn.geo.grid import bounds_intersection
 from terralearn.geo.tiling import suggest_tile_size
-from terralearn.inputs import Census, Inputs, load_inputs, prepare_labels, take_census
 from terralearn.io.raster import RasterStack, auto_resampling, footprint_in
+from terralearn.labels import Census, Inputs, load_inputs, prepare_labels, take_census
 
 Severity = Literal["error", "warning", "info"]
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}

@@ -8,7 +8,7 @@ read back by a later TerraLearn.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -24,6 +24,16 @@ SplitMethod = Literal["auto", "polygons", "blocks", "random"]
 OutputTiles = Literal["features_only", "all"]
 ChipFormat = Literal["classified_tiles"]
 InvalidGeometries = Literal["fix", "drop"]
+
+
+#: The workspace (run table) a stage records into; run-time context, so it is left out of saved settings.
+WorkspaceField = Annotated[
+    Path | None,
+    Field(
+        exclude=True,
+        description="Workspace folder holding the run table (default: $TERRALEARN_WORKSPACE, else the current folder).",
+    ),
+]
 
 
 class StageConfig(BaseModel):

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from terralearn.checks import Finding
-from terralearn.classify import ClassifyResult, classify
 from terralearn.config import ClassifyConfig, EvaluateConfig, ExportConfig, TrainConfig
 from terralearn.evaluate import EvalResult, evaluate
 from terralearn.export import ExportResult, export
+from terralearn.predict import ClassifyResult, classify
 from terralearn.sample import SampleScene, make_sample
 from terralearn.train import TrainResult, train
 

@@ -23,7 +23,7 @@ def area_progress(grid: Grid) -> Callable[[int, int], str]:
     Geographic grids get an approximate area (marked ≈); a grid without a CRS or with unknown units says why
     it shows pixels only.
     """
-    from terralearn.classify import area_km2
+    from terralearn.predict import area_km2
 
     total = area_km2(grid)
     if total is None:
@@ -74,7 +74,7 @@ def classify(
     from terralearn.io.raster import describe_raster
 
     grid = describe_raster(config.rasters[0]).grid  # the stack's grid: that of the first raster
-    from terralearn.classify import classify as run_classify
+    from terralearn.predict import classify as run_classify
 
     bar, update = progress_bar("Classifying (pixels)", extra=area_progress(grid))
     with bar:

@@ -18,7 +18,7 @@ def export_onnx(
     debug: Debug = False,
 ) -> None:
     """Export a model package to ONNX (for ONNX Runtime and QGIS Deepness), verified against PyTorch."""
-    from terralearn.deploy import export_onnx as run_export
+    from terralearn.predict.onnx import export_onnx as run_export
 
     path, diff = run_export(package, out)
     console.print(f"ONNX model: {path} (largest difference from PyTorch: {diff:.1e})")

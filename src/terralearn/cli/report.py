@@ -18,7 +18,7 @@ def report(
     debug: Debug = False,
 ) -> None:
     """Write a self-contained HTML report of a run: curves, per-class scores, confusion matrix, samples."""
-    from terralearn.review import write_run_report
+    from terralearn.train.review import write_run_report
 
     path = write_run_report(run, out, workspace)
     console.print(f"Report: {path}")

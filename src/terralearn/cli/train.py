@@ -33,7 +33,7 @@ _STAGES = {"cv": "cross-validating", "timing": "timing the networks", "refit": "
 
 def print_selection(event: dict, out=None) -> None:
     """One line per step of the model selection (``--model auto``)."""
-    from terralearn.autotrain import describe
+    from terralearn.train.select import describe
 
     text = describe(event)
     if text:

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
-from terralearn import __version__, jobs
+from terralearn import __version__
 from terralearn.errors import (
     ChecksFailedError,
     InputFileError,
@@ -26,12 +26,11 @@ from terralearn.errors import (
     UploadTooLargeError,
     WorkspacePathError,
 )
-from terralearn.io import inspect as inspect_io
-from terralearn.io import render
-from terralearn.io.workspace import WorkspaceFiles
 from terralearn.runs import Registry, compare_runs
-from terralearn.web import forms
+from terralearn.web import forms, jobs, render
+from terralearn.web import inspect as inspect_io
 from terralearn.web.security import CSRF_HEADER, Guard, install
+from terralearn.web.workspace import WorkspaceFiles
 
 HERE = Path(__file__).parent
 SAMPLE_IMAGE = "sample_scene.tif"

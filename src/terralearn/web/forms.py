@@ -15,7 +15,7 @@ from pydantic.fields import FieldInfo
 
 from terralearn.config import CheckConfig, ClassifyConfig, EvaluateConfig, ExportConfig, TrainConfig
 from terralearn.errors import TerraLearnError
-from terralearn.io.workspace import WorkspaceFiles
+from terralearn.web.workspace import WorkspaceFiles
 
 STAGES: dict[str, type[BaseModel]] = {
     "check": CheckConfig,

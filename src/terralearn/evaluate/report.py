@@ -5,7 +5,7 @@ areas with their 95 % confidence intervals (Olofsson et al. 2014), user's and pr
 the confusion matrix, and a preview of the map next to the input image with the legend. Plots are embedded as
 base64 data URIs (inline CSS, no JavaScript, no network) and also written next to the page as PNG files.
 
-The plotting and colour helpers of the training report (:mod:`terralearn.report`) are reused, not copied. The
+The plotting and colour helpers of the training report (:mod:`terralearn.train.report`) are reused, not copied. The
 preview reads the map and the image at a reduced resolution (at most ``MAX_PREVIEW`` pixels on the long side)
 through :func:`terralearn.io.raster.open_raster`, so it costs the same whatever the raster size.
 """
@@ -31,7 +31,7 @@ from terralearn.geo.bands import named_rgb
 from terralearn.geo.grid import Grid, bounds_intersection, window_of_bounds
 from terralearn.io.atomic import atomic_file, write_text_atomic
 from terralearn.io.raster import RasterInfo, describe_raster, open_raster
-from terralearn.report import (
+from terralearn.train.report import (
     _CSS,
     MAX_ANNOTATED_CLASSES,
     WARNINGS_SECTION,

@@ -10,9 +10,9 @@ The accuracy assessment a GIS analyst runs on a finished map:
   values are matched to the map's classes by original value (``str(value)``) or by class name. A point counts
   the single pixel under it; a polygon every pixel whose centre it covers.
 - **Counted pixels**: reference pixels where the map is not nodata. They give the confusion matrix (rows =
-  reference, columns = map), the usual metrics (:func:`terralearn.metrics.metrics_from_confusion`) and, with
+  reference, columns = map), the usual metrics (:func:`terralearn.geo.metrics.metrics_from_confusion`) and, with
   the mapped pixels of every class over the whole map, the area-adjusted estimates of
-  :mod:`terralearn.accuracy` (Olofsson et al. 2014).
+  :mod:`terralearn.evaluate.area` (Olofsson et al. 2014).
 
 One streamed pass over the map in windows of ``BLOCK`` pixels a side counts the mapped pixels and, where the
 reference is, the pairs of (reference, map) class: memory does not grow with the raster size. Class values
@@ -31,18 +31,18 @@ from pathlib import Path
 
 import numpy as np
 import shapely
-from rasterio.errors import CRSError
 from rasterio.windows import Window
 
 from terralearn import __version__
-from terralearn.accuracy import area_adjusted_accuracy
 from terralearn.classes import build_classes, colour_for, normalise_values
 from terralearn.config import UNLABELLED, EvaluateConfig
 from terralearn.errors import LabelError, RasterError
-from terralearn.eval_report import PreviewSpec, read_preview, select_rgb_bands, write_evaluation_report
+from terralearn.evaluate.area import area_adjusted_accuracy
+from terralearn.evaluate.report import PreviewSpec, read_preview, select_rgb_bands, write_evaluation_report
+from terralearn.geo.areas import area_units
 from terralearn.geo.grid import Grid, bounds_intersection, window_of_bounds
+from terralearn.geo.metrics import confusion_matrix, metrics_from_confusion
 from terralearn.geo.tiling import block_windows
-from terralearn.inputs import GeometryReport, VectorLabels, clean_vector
 from terralearn.io.atomic import atomic_dir, ensure_can_write_dir, write_json_atomic
 from terralearn.io.raster import (
     LabelRaster,
@@ -55,7 +55,7 @@ from terralearn.io.raster import (
     read_map_run,
 )
 from terralearn.io.vector import is_vector_path, read_vector
-from terralearn.metrics import confusion_matrix, metrics_from_confusion
+from terralearn.labels import GeometryReport, VectorLabels, clean_vector
 from terralearn.runs import Registry
 
 Progress = Callable[[int, int], None]
@@ -532,30 +532,6 @@ def resolve_classes(map_src: MapSource, reference, t: Tally, config: EvaluateCon
     mapped = np.zeros(k, dtype=np.int64)
     np.add.at(mapped, map_pos, t.map_counts[: len(map_pos)])
     return classes, cm, mapped
-
-
-# ----------------------------------------------------------------------------------------------- units
-
-
-def area_units(grid: Grid) -> dict:
-    """Pixel size and area, the CRS's linear unit, and square metres per square map unit (None if not linear)."""
-    unit, factor = None, None
-    if grid.crs is not None and grid.crs.is_projected:
-        try:
-            unit, factor = grid.crs.linear_units_factor
-        except CRSError:  # pragma: no cover - projected CRS always has linear units
-            unit, factor = None, None
-    epsg = grid.crs.to_epsg() if grid.crs is not None else None
-    return {
-        "crs": f"EPSG:{epsg}" if epsg else (grid.crs.to_wkt() if grid.crs is not None else None),
-        "pixel_size": list(grid.res),
-        "pixel_area": grid.pixel_area,
-        "unit": unit or ("degree" if grid.is_geographic else None),
-        "m2_per_unit2": None if factor is None else factor**2,
-        "pixel_area_m2": None if factor is None else grid.pixel_area * factor**2,
-        "width": grid.width,
-        "height": grid.height,
-    }
 
 
 # ----------------------------------------------------------------------------------------------- the stage

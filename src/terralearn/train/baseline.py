@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from terralearn.config import UNLABELLED
-from terralearn.metrics import confusion_matrix, metrics_from_confusion
+from terralearn.geo.metrics import confusion_matrix, metrics_from_confusion
 from terralearn.models.forest import predict, train_forest
-from terralearn.train_data import TrainingData
+from terralearn.train.data import TrainingData
 
 
 def labelled_pixels(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

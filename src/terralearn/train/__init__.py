@@ -22,16 +22,16 @@ import torch
 from terralearn import __version__
 from terralearn.classes import distinct_colours
 from terralearn.config import UNLABELLED, TrainConfig
-from terralearn.diagnostics import METRIC_WORDS, training_warnings
 from terralearn.errors import RunError
+from terralearn.geo.metrics import headline, metrics_from_confusion
 from terralearn.io.atomic import ensure_can_write_dir, write_text_atomic
 from terralearn.io.checkpoint import load_checkpoint, save_checkpoint, save_samples
 from terralearn.io.package import save_package
-from terralearn.metrics import headline, metrics_from_confusion
 from terralearn.models.device import resolve_device
 from terralearn.runs import Registry
-from terralearn.train_data import TrainingData, load_training_data
-from terralearn.trainer import Trainer, make_model, state_numpy  # noqa: F401 - part of the stage's API
+from terralearn.train.data import TrainingData, load_training_data
+from terralearn.train.diagnostics import METRIC_WORDS, training_warnings
+from terralearn.train.loop import Trainer, make_model, state_numpy  # noqa: F401 - part of the stage's API
 
 EpochCallback = Callable[[dict], None]
 
@@ -102,7 +102,7 @@ def train(
         ensure_can_write_dir(config.out, config.overwrite)
     t0 = time.perf_counter()
     if config.model == "auto":  # the selection works on the chip set put back together (every label, no split)
-        from terralearn.scene_data import load_scene_data
+        from terralearn.train.scenes import load_scene_data
 
         data = load_scene_data(config.chips, config.ignore_classes)
     else:
@@ -143,8 +143,8 @@ def train(
 
 
 def _train_deep(config, data, registry, run_id, run_dir, on_epoch, resuming) -> TrainResult:
-    from terralearn.baseline import forest_baseline
-    from terralearn.review import write_run_report
+    from terralearn.train.baseline import forest_baseline
+    from terralearn.train.review import write_run_report
 
     device = resolve_device(config.device)
     trainer = Trainer(config, data, device)
@@ -249,9 +249,9 @@ def _validation_samples(trainer: Trainer, data: TrainingData, n: int = 6) -> dic
 
 
 def _train_forest(config, data, registry, run_id, run_dir) -> TrainResult:
-    from terralearn.baseline import forest_baseline
     from terralearn.models.forest import to_tensors
-    from terralearn.review import write_run_report
+    from terralearn.train.baseline import forest_baseline
+    from terralearn.train.review import write_run_report
 
     t0 = time.perf_counter()
     out = forest_baseline(data, config.trees, config.seed)
@@ -275,9 +275,9 @@ def _train_forest(config, data, registry, run_id, run_dir) -> TrainResult:
 
 def _train_auto(config, scene, registry, run_id, run_dir, on_event) -> TrainResult:
     """``--model auto``: choose by grouped cross-validation, refit on every label, package the chosen model."""
-    from terralearn.autotrain import NETWORK_TILE, select_model
     from terralearn.models.forest import to_tensors
-    from terralearn.review import write_run_report
+    from terralearn.train.review import write_run_report
+    from terralearn.train.select import NETWORK_TILE, select_model
 
     t0 = time.perf_counter()
     device = resolve_device(config.device)

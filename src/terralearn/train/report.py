@@ -31,8 +31,8 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from terralearn import __version__
 from terralearn.classes import colour_for
 from terralearn.config import UNLABELLED
-from terralearn.diagnostics import METRIC_WORDS, TIE, compare_with_baseline
 from terralearn.geo.numbers import finite
+from terralearn.train.diagnostics import METRIC_WORDS, TIE, compare_with_baseline
 
 __all__ = ["class_colours", "colourise", "write_training_report"]
 

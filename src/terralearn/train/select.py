@@ -40,13 +40,13 @@ import numpy as np
 import torch
 
 from terralearn.config import UNLABELLED
-from terralearn.diagnostics import METRIC_WORDS
 from terralearn.geo.folds import make_fold_map
-from terralearn.metrics import confusion_matrix, headline, metrics_from_confusion
+from terralearn.geo.metrics import confusion_matrix, headline, metrics_from_confusion
 from terralearn.models.augment import augment_batch, cutmix
 from terralearn.models.forest import ForestArrays, predict, train_forest
 from terralearn.models.segmentation import build_model
-from terralearn.scene_data import SceneData
+from terralearn.train.diagnostics import METRIC_WORDS
+from terralearn.train.scenes import SceneData
 
 #: Candidates in the order they are tried; the forest first (fast, and the bar to beat).
 CANDIDATES = ("random_forest", "cnn_s", "cnn_m")

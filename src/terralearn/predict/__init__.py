@@ -30,15 +30,14 @@ import numpy as np
 import rasterio
 import shapely
 import torch
-from rasterio.errors import CRSError
 from rasterio.features import rasterize
 from rasterio.windows import Window
 
 from terralearn.classes import hex_to_rgba
 from terralearn.config import ClassifyConfig
 from terralearn.errors import PackageError, RasterError
+from terralearn.geo.areas import area_km2
 from terralearn.geo.blend import hann_weights
-from terralearn.geo.grid import Grid
 from terralearn.geo.tiling import tile_starts
 from terralearn.io.atomic import ensure_can_write_dir
 from terralearn.io.maps import (
@@ -55,8 +54,8 @@ from terralearn.io.raster import RUN_TAG, RasterStack
 from terralearn.io.vector import read_vector
 from terralearn.models.device import resolve_device
 from terralearn.models.forest import predict_proba
-from terralearn.models.loader import LoadedModel, load_model
 from terralearn.models.segmentation import MULTIPLE
+from terralearn.predict.loader import LoadedModel, load_model
 
 Progress = Callable[[int, int], None]
 
@@ -89,7 +88,7 @@ class Predictor:
         if config.backend == "onnx":
             import onnxruntime as ort
 
-            from terralearn.deploy import cached_onnx
+            from terralearn.predict.onnx import cached_onnx
 
             self.padded = tuple(math.ceil(v / MULTIPLE) * MULTIPLE for v in tile_hw)
             model = cached_onnx(config.model, loaded.card, self.padded, fallback=tmp / "model.onnx")
@@ -281,33 +280,6 @@ def classify(config: ClassifyConfig, progress: Progress | None = None) -> Classi
     qml = write_qml(out, classes)
     return ClassifyResult(out, qml, aux, prob_path, time.perf_counter() - t0, grid.width * grid.height,
                           area_km2(grid), counts.tolist(), warnings, valid)  # fmt: skip
-
-
-EARTH_RADIUS_KM = 6371.0072  # the authalic sphere: the WGS 84 ellipsoid's surface area
-
-
-def area_km2(grid: Grid, rows: float | None = None) -> float | None:
-    """The area in km² of the grid's first ``rows`` rows (default: all), for progress and summaries.
-
-    Projected grids: pixels times the pixel area in the CRS's linear units (the map area, like a GIS's).
-    Geographic grids (north-up): the area on the authalic sphere between the rows' latitudes, which is
-    within 0.5 % of the ellipsoid's. None without a CRS, with unknown linear units or a rotated geographic grid.
-    """
-    rows = grid.height if rows is None else rows
-    if grid.crs is None:
-        return None
-    if grid.is_geographic:
-        if not grid.is_north_up:
-            return None
-        top = max(-90.0, min(90.0, grid.transform.f))
-        bottom = max(-90.0, min(90.0, grid.transform.f + rows * grid.transform.e))
-        zone = abs(math.sin(math.radians(top)) - math.sin(math.radians(bottom)))
-        return EARTH_RADIUS_KM**2 * math.radians(min(360.0, grid.width * abs(grid.transform.a))) * zone
-    try:
-        metres = grid.crs.linear_units_factor[1]
-    except CRSError:
-        return None
-    return rows * grid.width * grid.pixel_area * metres**2 / 1e6
 
 
 def _aoi(config: ClassifyConfig, grid):

@@ -26,8 +26,8 @@ import torch
 from terralearn import __version__
 from terralearn.errors import PackageError
 from terralearn.io.atomic import atomic_file, write_json_atomic
-from terralearn.models.loader import load_model
 from terralearn.models.segmentation import MULTIPLE, NO_ENCODER, PadToMultiple
+from terralearn.predict.loader import load_model
 
 OPSET = 17
 

@@ -20,7 +20,7 @@ from scipy import ndimage
 from terralearn.config import UNLABELLED
 from terralearn.errors import ChipSetError
 from terralearn.io.chips import open_chipset, read_chips
-from terralearn.train_data import ChipSetData, band_statistics, normalise, resolve_ignored
+from terralearn.train.data import ChipSetData, band_statistics, normalise, resolve_ignored
 
 
 @dataclass

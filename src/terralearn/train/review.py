@@ -10,8 +10,8 @@ import numpy as np
 from terralearn.errors import RunError
 from terralearn.geo.bands import named_rgb
 from terralearn.io.checkpoint import load_samples
-from terralearn.report import write_training_report
 from terralearn.runs import Registry
+from terralearn.train.report import write_training_report
 
 
 def rgb_indices(band_names: list[str]) -> list[int]:

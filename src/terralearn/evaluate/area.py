@@ -14,7 +14,7 @@ random sample. The estimators (numbers are the paper's equations):
 Confidence intervals are ``z * SE`` (z = 1.96 for 95 %).
 
 **Orientation.** Olofsson's tables have the map classes as rows. TerraLearn's confusion matrices have the
-*reference* class as rows and the *map* (predicted) class as columns (see :mod:`terralearn.metrics`), and so
+*reference* class as rows and the *map* (predicted) class as columns (see :mod:`terralearn.geo.metrics`), and so
 does everything here: the input ``confusion[r, m]`` and the output ``proportions[r, m]``. Per-class arrays are
 indexed by class: user's accuracy by map class, producer's accuracy and areas by reference class.
 
@@ -138,7 +138,7 @@ def area_adjusted_accuracy(
     """Olofsson et al. (2014) estimates from a K x K sample confusion matrix and the mapped pixels per class.
 
     ``confusion[r, m]``: reference samples of class r mapped as class m (rows = reference, columns = map, as
-    in :func:`terralearn.metrics.confusion_matrix`). ``map_pixels[m]``: pixels mapped as class m over the
+    in :func:`terralearn.geo.metrics.confusion_matrix`). ``map_pixels[m]``: pixels mapped as class m over the
     whole map. ``pixel_area``: area of one pixel in map units² (areas in pixels are always given too).
     """
     cm = np.asarray(confusion, dtype=np.float64)

@@ -2,7 +2,7 @@
 
 A job is a row in the workspace's SQLite database (the same file as the run registry), so its
 status, progress, log and outputs survive a page reload and a restart of whoever started it.
-The worker is a separate Python process started without a shell (``python -m terralearn.jobs
+The worker is a separate Python process started without a shell (``python -m terralearn.web.jobs
 WORKSPACE JOB_ID``) in its own session: stopping the web server does not stop it. It writes a
 heartbeat every few seconds; a job marked running whose process is gone or silent is shown as
 interrupted, and an interrupted training job can be resumed from its last checkpoint.
@@ -197,7 +197,7 @@ def _spawn(store: JobStore, job_id: int) -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(  # a list of arguments: no shell ever sees user input
-            [sys.executable, "-m", "terralearn.jobs", str(store.root), str(job_id)],
+            [sys.executable, "-m", "terralearn.web.jobs", str(store.root), str(job_id)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
             start_new_session=True, close_fds=True,
         )  # fmt: skip
@@ -279,7 +279,7 @@ class _Reporter:
 
     def epoch(self, row: dict) -> None:
         if "stage" in row:  # --model auto: a step of the model selection
-            from terralearn.autotrain import describe
+            from terralearn.train.select import describe
 
             text = describe(row)
             if text:
@@ -378,8 +378,9 @@ def _watch_run(store: JobStore, job_id: int, package: Path) -> None:
 
 
 def _run_classify(store: JobStore, job_id: int, settings: dict) -> dict:
-    from terralearn.classify import area_km2, classify
+    from terralearn.geo.areas import area_km2
     from terralearn.io.raster import describe_raster
+    from terralearn.predict import classify
 
     config = ClassifyConfig.model_validate(settings)
     grid = describe_raster(config.rasters[0]).grid  # the stack's grid is the first raster's

@@ -25,10 +25,17 @@ from rasterio.enums import ColorInterp, Resampling
 from terralearn.classes import assign_colours
 from terralearn.errors import ConfigError, InputFileError
 from terralearn.geo.pyramid import TILE, fit_shape, max_zoom, tile_out_shape, tile_window
-from terralearn.io.inspect import MAX_DISTINCT, crs_summary, guess_class_field, json_value, lonlat_bounds, vector_source
 from terralearn.io.raster import open_raster, read_class_table
 from terralearn.io.vector import unreadable_vector
-from terralearn.io.workspace import detect_kind
+from terralearn.web.inspect import (
+    MAX_DISTINCT,
+    crs_summary,
+    guess_class_field,
+    json_value,
+    lonlat_bounds,
+    vector_source,
+)
+from terralearn.web.workspace import detect_kind
 
 #: Longest side of the decimated read that band statistics are computed from (the default quick-look's size,
 #: so that a first quick-look reads the raster once).
