@@ -358,10 +358,12 @@ def main(argv: list[str] | None = None) -> int:
         bare.warm_up()
         import onnxruntime as ort
 
-        from terralearn.predict.onnx import export_onnx, onnx_cache_dir
+        from terralearn.config import OnnxConfig
+        from terralearn.io.onnx_cache import onnx_cache_dir
+        from terralearn.predict.onnx import export_onnx
 
         t = time.perf_counter()
-        onnx_path, _ = export_onnx(unet, work / "model_alone.onnx", size=(TILE, TILE))
+        onnx_path = export_onnx(OnnxConfig(package=unet, out=work / "model_alone.onnx", size=(TILE, TILE))).path
         t_export = time.perf_counter() - t
         session = ort.InferenceSession(str(onnx_path), ort.SessionOptions(), providers=["CPUExecutionProvider"])
         bare.run_onnx(session, bare.full[:1])

@@ -22,9 +22,10 @@ import torch
 
 from terralearn.config import ExportConfig, TrainConfig
 from terralearn.export import export
+from terralearn.models.device import resolve_device
 from terralearn.sample import make_sample
-from terralearn.train import Trainer, resolve_device
 from terralearn.train.data import load_training_data
+from terralearn.train.loop import Trainer
 
 
 def main() -> None:

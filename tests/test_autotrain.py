@@ -152,7 +152,7 @@ def test_default_training_selects_refits_on_every_label_and_records_it(texture_c
     chips = folder / "chips"
     config = TrainConfig.build(chips=chips, out=tmp_path / "pkg", time_budget=60, cv_folds=2, trees=30)
     assert config.model == "auto"  # the default
-    result = train(config, workspace=tmp_path)
+    result = train(config.model_copy(update={"workspace": tmp_path}))
     card = json.loads((tmp_path / "pkg" / "model.json").read_text())
     sel = card["selection"]
     assert sel["chosen"] in ("cnn_s", "cnn_m") and card["architecture"] == sel["chosen"]
@@ -185,7 +185,7 @@ def test_default_training_selects_refits_on_every_label_and_records_it(texture_c
 def test_explicit_models_train_exactly_what_was_asked(texture_chips, tmp_path):
     folder, _ = texture_chips
     result = train(TrainConfig.build(chips=folder / "chips", out=tmp_path / "pkg", model="tiny", epochs=1,
-                                     baseline=False), workspace=tmp_path)  # fmt: skip
+                                     baseline=False, workspace=tmp_path))  # fmt: skip
     assert result.card["architecture"] == "tiny" and "selection" not in result.card
     assert Registry(tmp_path).run(result.run_id)["selection"] is None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from terralearn.geo.bands import colour_channel, named_rgb
-from terralearn.train.review import rgb_indices
+from terralearn.train.report import rgb_indices
 
 
 def test_named_rgb_finds_a_triple_in_any_order_and_case():

@@ -223,7 +223,7 @@ def test_small_area_shrinks_blocks_with_an_info(tmp_path):
 def test_one_block_leaves_classes_without_validation(scene):
     raster, labels, _ = scene
     report = run_checks(CheckConfig.build(rasters=[raster], labels=labels, class_field="code", tile_size_x=16,
-                                          tile_size_y=16, background_class=True), block_size=64)  # fmt: skip
+                                          tile_size_y=16, background_class=True, block_size=64))  # fmt: skip
     f = next(f for f in split_findings(report, "warning") if "no validation pixels" in f.message)
     assert set(f.details["classes"]) == {"background", "3", "7", "22531"}
     assert report.census.class_pixels[:, 0].sum() > 0  # all stays in training, never all held out
@@ -231,12 +231,12 @@ def test_one_block_leaves_classes_without_validation(scene):
 
 def test_class_far_from_the_fraction_is_a_warning(scene):
     raster, labels, _ = scene
-    from terralearn.checks import check_split
+    from terralearn.checks.labels import check_split
 
     report = check(raster, labels, class_name_field="name")
     census = report.census
     census.class_pixels[0] = [10, 90]  # pretend forest lost most of its training pixels
-    found = [f for f in check_split(report.inputs, report.labels, census, 0.2) if "held_out_fraction" in f.details]
+    found = [f for f in check_split(report.inputs, report.labels, census) if "held_out_fraction" in f.details]
     assert found and found[0].details["class"] == "forest"
     assert "90% of forest's labelled pixels are held out" in found[0].message
     assert "training keeps only 10%" in found[0].message

@@ -29,7 +29,7 @@ def package(tmp_path_factory):
     export(ExportConfig.build(rasters=[raster], labels=labels, class_field="code", class_name_field="name",
                               tile_size_x=16, tile_size_y=16, stride_x=8, stride_y=8, out=folder / "chips"))  # fmt: skip
     train(TrainConfig.build(chips=folder / "chips", out=folder / "model", model="tiny", epochs=3, learning_rate=0.01,
-                            baseline=False), workspace=folder)  # fmt: skip
+                            baseline=False, workspace=folder))  # fmt: skip
     return folder / "model"
 
 
@@ -172,7 +172,7 @@ def test_tta_aoi_and_probabilities(package, tmp_path):
 
 def test_random_forest_packages_classify_too(package, tmp_path):
     chips = package.parent / "chips"
-    train(TrainConfig.build(chips=chips, out=tmp_path / "rf", model="random_forest", trees=5), workspace=tmp_path)
+    train(TrainConfig.build(chips=chips, out=tmp_path / "rf", model="random_forest", trees=5, workspace=tmp_path))
     result = run(tmp_path / "rf", [image(tmp_path / "in.tif", make_grid())], tmp_path / "map.tif")
     with rasterio.open(result.out) as m:
         assert set(np.unique(m.read(1))) <= {0, 1, 2, 255}
@@ -182,13 +182,14 @@ def test_random_forest_packages_classify_too(package, tmp_path):
 def test_onnx_export_is_cached_keyed_and_checked(package, tmp_path, monkeypatch):
     import shutil
 
+    from terralearn.io import onnx_cache
     from terralearn.predict import onnx as deploy
 
     pkg = tmp_path / "model"
     shutil.copytree(package, pkg, ignore=shutil.ignore_patterns(".onnx-cache"))
     exports = []
     real_export = deploy.export_onnx
-    monkeypatch.setattr(deploy, "export_onnx", lambda *a, **kw: exports.append(kw["size"]) or real_export(*a, **kw))
+    monkeypatch.setattr(deploy, "export_onnx", lambda config: exports.append(config.size) or real_export(config))
     src = image(tmp_path / "in.tif", make_grid())
 
     def onnx_map(name, tile=16):
@@ -197,7 +198,7 @@ def test_onnx_export_is_cached_keyed_and_checked(package, tmp_path, monkeypatch)
             return m.read(1)
 
     first = onnx_map("a.tif")
-    cache = deploy.onnx_cache_dir(pkg)
+    cache = onnx_cache.onnx_cache_dir(pkg)
     assert cache == pkg / ".onnx-cache" and len(list(cache.glob("*.onnx"))) == 1 and exports == [(32, 32)]
     assert (onnx_map("b.tif") == first).all() and exports == [(32, 32)]  # the cached export, not exported again
     onnx_map("c.tif", tile=40)  # another tile size: its own export
@@ -215,7 +216,7 @@ def test_onnx_export_is_cached_keyed_and_checked(package, tmp_path, monkeypatch)
     # a cache that cannot be written (a read-only package): exported for the run, in its temporary folder
     blocked = tmp_path / "not_a_folder"
     blocked.write_text("")
-    monkeypatch.setattr(deploy, "onnx_cache_dir", lambda package: blocked / "cache")
+    monkeypatch.setattr(onnx_cache, "onnx_cache_dir", lambda package: blocked / "cache")
     assert (onnx_map("f.tif") == first).all() and len(exports) == 5
     assert sorted(p.name for p in tmp_path.glob(".terralearn-*")) == []
 
@@ -242,7 +243,7 @@ def test_progress_bar_shows_pixels_and_km2(package, tmp_path):
     from rich.console import Console
 
     from terralearn.cli._common import progress_bar
-    from terralearn.cli.classify import area_progress
+    from terralearn.geo.areas import area_progress
     from terralearn.geo.grid import Grid
 
     grid = make_grid(width=64, height=48, res=100.0)  # 6.4 km x 4.8 km = 30.72 km²

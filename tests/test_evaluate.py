@@ -23,7 +23,7 @@ import shapely
 import typer
 from typer.testing import CliRunner
 
-import terralearn.evaluate as ev
+import terralearn.evaluate.maps as ev
 from terralearn.cli.evaluate import evaluate as evaluate_command
 from terralearn.config import EvaluateConfig
 from terralearn.errors import ConfigError, LabelError, OutputExistsError, RasterError

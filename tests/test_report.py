@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from markupsafe import escape
 
-from terralearn.train.report import PLOTS, class_colours, colourise, write_training_report
+from terralearn.io.html import class_colours, colourise
+from terralearn.train.report import PLOTS, write_training_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -209,8 +209,7 @@ def test_block_split_counts_only_where_chips_can_go(tmp_path):
     assert info["labelled_blocks"] >= 10 and 0 < info["held_out_blocks"] < info["labelled_blocks"]
     assert all(abs(f - 0.2) <= 0.1 for f in info["fractions"])
     explicit = run_checks(CheckConfig.build(rasters=[raster], labels=labels, class_field="code", tile_size_x=32,
-                                            tile_size_y=32, background_class=True, mask=mask),
-                          block_size=64)  # fmt: skip
+                                            tile_size_y=32, background_class=True, mask=mask, block_size=64))  # fmt: skip
     assert explicit.labels.block_size == 64  # a block size given is kept
 
 

@@ -19,12 +19,14 @@ from terralearn.export import export
 from terralearn.geo.metrics import metrics_from_confusion
 from terralearn.io.package import load_package
 from terralearn.models.augment import augment_batch, cutmix
+from terralearn.models.device import resolve_device
 from terralearn.models.losses import CrossEntropy, DiceLoss, FocalLoss, build_loss, inverse_frequency_weights
 from terralearn.predict.loader import load_model
 from terralearn.runs import Registry
-from terralearn.train import Trainer, resolve_device, resume, train
+from terralearn.train import train
 from terralearn.train.data import TrainingData, load_training_data
 from terralearn.train.diagnostics import overfitting_start, training_warnings
+from terralearn.train.loop import Trainer
 from tests.data.make_data import make_scene
 
 
@@ -47,7 +49,7 @@ def tiny(chips, out, **kw):
 
 
 def test_train_packages_and_records_a_run(chips, tmp_path):
-    result = train(tiny(chips, tmp_path / "pkg", baseline=True, trees=10), workspace=tmp_path)
+    result = train(tiny(chips, tmp_path / "pkg", baseline=True, trees=10, workspace=tmp_path))
     assert result.status == "finished" and len(result.history) == 3
     card, tensors = load_package(tmp_path / "pkg")
     for key in ("task", "architecture", "bands", "band_count", "normalisation", "classes", "chip_size", "pixel_size",
@@ -68,15 +70,15 @@ def test_train_packages_and_records_a_run(chips, tmp_path):
 
 
 def test_training_is_reproducible_on_cpu(chips, tmp_path):
-    a = train(tiny(chips, tmp_path / "a", seed=3), workspace=tmp_path)
-    b = train(tiny(chips, tmp_path / "b", seed=3), workspace=tmp_path)
+    a = train(tiny(chips, tmp_path / "a", seed=3, workspace=tmp_path))
+    b = train(tiny(chips, tmp_path / "b", seed=3, workspace=tmp_path))
     assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
     ta, tb = load_package(tmp_path / "a")[1], load_package(tmp_path / "b")[1]
     assert all(np.array_equal(ta[k], tb[k]) for k in ta)
 
 
 def test_tampered_and_incomplete_packages_are_refused(chips, tmp_path):
-    train(tiny(chips, tmp_path / "pkg", epochs=1), workspace=tmp_path)
+    train(tiny(chips, tmp_path / "pkg", epochs=1, workspace=tmp_path))
     weights = tmp_path / "pkg" / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-10] ^= 0xFF
@@ -92,8 +94,8 @@ def test_tampered_and_incomplete_packages_are_refused(chips, tmp_path):
 
 
 def test_random_forest_model_package_has_no_pickle(chips, tmp_path):
-    result = train(TrainConfig.build(chips=chips, out=tmp_path / "rf", model="random_forest", trees=10),
-                   workspace=tmp_path)  # fmt: skip
+    result = train(TrainConfig.build(chips=chips, out=tmp_path / "rf", model="random_forest", trees=10,
+                                     workspace=tmp_path))  # fmt: skip
     assert result.status == "finished"
     raw = (tmp_path / "rf" / "model.safetensors").read_bytes()
     assert b"pickle" not in raw and not raw.startswith(b"\x80")
@@ -213,12 +215,12 @@ def test_cutmix_pastes_image_and_labels_together():
 
 
 def test_mixup_and_ignore_classes_run(chips, tmp_path):
-    result = train(tiny(chips, tmp_path / "pkg", mixup=0.4, ignore_classes=["water"], loss="focal_dice"),
-                   workspace=tmp_path)  # fmt: skip
+    result = train(tiny(chips, tmp_path / "pkg", mixup=0.4, ignore_classes=["water"], loss="focal_dice",
+                        workspace=tmp_path))  # fmt: skip
     water = next(c for c in result.metrics["per_class"] if c["name"] == "water")
     assert water["support"] == 0  # ignored in the metrics
     with pytest.raises(ConfigError, match="matches no class"):
-        train(tiny(chips, tmp_path / "x", ignore_classes=["lava"]), workspace=tmp_path)
+        train(tiny(chips, tmp_path / "x", ignore_classes=["lava"], workspace=tmp_path))
 
 
 # ----------------------------------------------------------------------------- interruption and resume
@@ -229,7 +231,7 @@ def test_ctrl_c_keeps_the_best_model(chips, tmp_path):
         if row["epoch"] == 2:
             raise KeyboardInterrupt
 
-    result = train(tiny(chips, tmp_path / "pkg", epochs=10), workspace=tmp_path, on_epoch=stop)
+    result = train(tiny(chips, tmp_path / "pkg", epochs=10, workspace=tmp_path), on_epoch=stop)
     assert result.status == "interrupted" and len(result.history) == 2
     assert load_package(tmp_path / "pkg")[0]["epochs_run"] == 2
     assert Registry(tmp_path).run(result.run_id)["status"] == "interrupted"
@@ -255,7 +257,7 @@ def test_resume_after_sigkill_loses_at_most_one_epoch(chips, tmp_path):
     config = json.loads((tmp_path / "runs" / "run-0001" / "config.json").read_text())
     config["epochs"] = killed_at + 2  # finish quickly: two more epochs
     (tmp_path / "runs" / "run-0001" / "config.json").write_text(json.dumps(config))
-    result = resume(1, workspace=tmp_path)
+    result = train(TrainConfig.build(resume=1, workspace=tmp_path))
     assert [h["epoch"] for h in result.history] == list(range(1, killed_at + 3))
     assert result.history[:killed_at] == saved["history"]
     assert Registry(tmp_path).run(1)["status"] == "finished"
@@ -285,7 +287,7 @@ def test_overfitting_is_detected_with_its_start():
 
 
 def test_weights_fall_back_offline_and_imagenet_fails_clearly(chips, tmp_path):
-    from terralearn.train import make_model
+    from terralearn.train.loop import make_model
 
     data = load_training_data(chips)
     model, used, note = make_model(TrainConfig.build(chips=chips, out=tmp_path / "p", model="fpn"), data)
@@ -331,10 +333,12 @@ def test_every_architecture_builds_and_runs_on_odd_sizes():
 def test_onnx_export_matches_torch(chips, tmp_path):
     import onnx
 
+    from terralearn.config import OnnxConfig
     from terralearn.predict.onnx import export_onnx
 
-    train(tiny(chips, tmp_path / "pkg", epochs=1), workspace=tmp_path)
-    path, diff = export_onnx(tmp_path / "pkg")
+    train(tiny(chips, tmp_path / "pkg", epochs=1, workspace=tmp_path))
+    result = export_onnx(OnnxConfig(package=tmp_path / "pkg"))
+    path, diff = result.path, result.difference
     assert diff < 1e-3
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert meta["model_type"] == "Segmentor" and json.loads(meta["class_names"])["2"] == "wheat"

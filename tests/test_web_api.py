@@ -14,7 +14,8 @@ from terralearn.config import TrainConfig
 from terralearn.errors import TerraLearnError
 from terralearn.train import train
 from terralearn.web import jobs
-from terralearn.web.app import STEPS, create_app
+from terralearn.web.app import create_app
+from terralearn.web.routes.pages import STEPS
 from terralearn.web.security import CSRF_HEADER
 from tests.data.make_data import make_scene
 
@@ -246,7 +247,7 @@ def test_runs_table_sorts_compares_and_links_reports(client, ws):
                               tile_size_x=16, tile_size_y=16, out=ws / "chips", val_fraction=0.5))  # fmt: skip
     for i, epochs in enumerate((1, 2), start=1):
         train(TrainConfig.build(chips=ws / "chips", out=ws / f"m{i}", model="tiny", epochs=epochs, baseline=False,
-                                learning_rate=0.01), workspace=ws)  # fmt: skip
+                                learning_rate=0.01, workspace=ws))  # fmt: skip
     runs = client.get("/api/runs", params={"sort": "epochs_run", "descending": True}).json()["runs"]
     assert [r["epochs_run"] for r in runs] == [2, 1]
     assert runs[0]["report"] == "runs/run-0002/report/report.html" and runs[0]["package_path"] == "m2"

@@ -24,7 +24,8 @@ from terralearn.io.maps import StripWriter, class_tags
 from terralearn.io.package import save_package
 from terralearn.web.inspect import describe
 from terralearn.web.render import legend, quicklook_png, raster_pyramid, tile_png
-from terralearn.web.workspace import WorkspaceFiles, sanitize_filename, sniff
+from terralearn.web.uploads import sanitize_filename, sniff
+from terralearn.web.workspace import WorkspaceFiles
 from tests.data.make_data import make_grid, make_raster, make_scene, scene_polygons
 
 MB = 2**20

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from terralearn.errors import ConfigError, format_validation_error
 
@@ -101,6 +102,17 @@ class CheckConfig(StageConfig):
         description="Make unlabelled pixels a real 'background' class (index 0). Only for labels that cover "
         "everything; sparse labels should leave this off.",
     )
+    split: SplitMethod = Field(
+        "auto",
+        description="Train/validation split: 'polygons' holds out whole label polygons, 'blocks' square spatial "
+        "blocks, 'random' random chips (leaky, for comparison only). 'auto': polygons for vector labels, "
+        "blocks for raster labels.",
+    )
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="Fraction of the labels held out for validation.")
+    seed: int = Field(0, description="Seed of the split and of any other random choice.")
+    block_size: int | None = Field(
+        None, gt=0, description="Block side in pixels for split='blocks'; default four tile sizes."
+    )
 
     @model_validator(mode="after")
     def _resampling_matches_rasters(self):
@@ -113,6 +125,11 @@ class CheckConfig(StageConfig):
 
     def resampling_for(self, index: int) -> str:
         return self.resampling[0] if len(self.resampling) == 1 else self.resampling[index]
+
+    @property
+    def stride(self) -> tuple[int, int] | None:
+        """The chips' step, which a blocks split inside a mask counts exactly; unknown before an export."""
+        return None
 
 
 class ExportConfig(CheckConfig):
@@ -142,29 +159,15 @@ class ExportConfig(CheckConfig):
     metadata_format: ChipFormat = Field(
         "classified_tiles", description="Chip layout: 'classified_tiles' (image chip + label mask chip)."
     )
-    split: SplitMethod = Field(
-        "auto",
-        description="Train/validation split: 'polygons' holds out whole label polygons, 'blocks' square spatial "
-        "blocks, 'random' random chips (leaky, for comparison only). 'auto': polygons for vector labels, "
-        "blocks for raster labels.",
-    )
-    val_fraction: float = Field(0.2, ge=0, lt=1, description="Fraction of the labels held out for validation.")
-    block_size: int | None = Field(
-        None, gt=0, description="Block side in pixels for split='blocks'; default four tile sizes."
-    )
-    seed: int = Field(0, description="Seed of the split and of any other random choice.")
     compress: bool = Field(True, description="Deflate-compress chips of 64x64 pixels or more.")
     overwrite: bool = Field(False, description="Replace the output folder if it exists.")
+    workspace: Annotated[
+        WorkspaceField, Field(description="Workspace folder whose run table records the chip set (none: not recorded).")
+    ] = None
 
     @property
     def stride(self) -> tuple[int, int]:
         return (self.stride_x or self.tile_size_x, self.stride_y or self.tile_size_y)
-
-
-def check_config_from(export: ExportConfig) -> CheckConfig:
-    """The check settings contained in an export config."""
-    fields = set(CheckConfig.model_fields)
-    return CheckConfig(**{k: v for k, v in export.model_dump().items() if k in fields})
 
 
 __all__ = [
@@ -173,7 +176,6 @@ __all__ = [
     "CheckConfig",
     "ConfigError",
     "ExportConfig",
-    "check_config_from",
 ]
 
 
@@ -186,13 +188,14 @@ Monitor = Literal["val_loss", "accuracy", "dice", "mean_iou"]
 Weights = Literal["auto", "imagenet", "none"]
 Device = Literal["auto", "cpu", "cuda"]
 AUGMENTATIONS = ("flip", "rot90", "jitter", "noise")
+_NOT_A_PATH = PydanticCustomError("path_type", "Input is not a valid path for <class 'pathlib.Path'>")
 
 
 class TrainConfig(StageConfig):
     """Stage 2: a ChipSet -> a model package, recorded as a run."""
 
-    chips: Path = Field(..., description="Chip set folder written by `terralearn export`.")
-    out: Path = Field(..., description="Model package folder to write (a .zip of it is written next to it).")
+    chips: Path | None = Field(None, description="Chip set folder written by `terralearn export`.")
+    out: Path | None = Field(None, description="Model package folder to write (a .zip of it is written next to it).")
     model: Architecture = Field(
         "auto",
         description="auto (default): choose among the random forest and small CNNs by grouped cross-validation "
@@ -251,6 +254,13 @@ class TrainConfig(StageConfig):
     seed: int = Field(0, description="Seed of initialisation, sampling and augmentation.")
     overwrite: bool = Field(False, description="Replace the output package if it exists.")
     name: str | None = Field(None, description="A name for the run in the run table.")
+    resume: int | None = Field(
+        None,
+        exclude=True,
+        description="Continue the interrupted run RUN from its last checkpoint, with the settings it was started "
+        "with (chips and out may then be left out).",
+    )
+    workspace: WorkspaceField = None
 
     @property
     def encoder(self) -> str | None:
@@ -263,6 +273,37 @@ class TrainConfig(StageConfig):
         if unknown:
             raise ValueError(f"unknown augmentation(s) {unknown}; choose from {list(AUGMENTATIONS)}")
         return self
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _chips_and_out_unless_resuming(cls, data, handler):
+        """chips and out are required, as for any stage, except when resuming (they come from the run)."""
+        missing: list[InitErrorDetails] = []
+        if isinstance(data, dict) and data.get("resume") is None:
+            missing = [InitErrorDetails(type="missing", loc=(n,), input=data) if n not in data
+                       else InitErrorDetails(type=_NOT_A_PATH, loc=(n,), input=None)
+                       for n in ("chips", "out") if data.get(n) is None]  # fmt: skip
+        try:
+            config = handler(data)
+        except ValidationError as exc:
+            if not missing:
+                raise
+            others = [InitErrorDetails(type=e["type"], loc=e["loc"], input=e["input"], ctx=e.get("ctx", {}))
+                      for e in exc.errors(include_url=False) if e["loc"]]  # fmt: skip
+            raise ValidationError.from_exception_data(cls.__name__, missing + others) from None
+        if missing:
+            raise ValidationError.from_exception_data(cls.__name__, missing)
+        return config
+
+
+class ReportConfig(StageConfig):
+    """The HTML report of a recorded training run, rebuilt from its run folder."""
+
+    run: int = Field(..., description="Run number (see `terralearn runs`).")
+    out: Path | None = Field(
+        None, description="Folder for report.html and its PNGs (default: the run folder's report/)."
+    )
+    workspace: WorkspaceField = None
 
 
 Backend = Literal["torch", "onnx"]
@@ -300,6 +341,17 @@ class ClassifyConfig(StageConfig):
     overwrite: bool = Field(False, description="Replace the output if it exists.")
 
 
+class OnnxConfig(StageConfig):
+    """A model package -> an ONNX model with the model card in its metadata, checked against PyTorch."""
+
+    package: Path = Field(..., description="Model package folder or .zip written by `terralearn train`.")
+    out: Path | None = Field(None, description="ONNX file (default PKG/model.onnx).")
+    tolerance: float = Field(1e-3, description="Largest difference from the PyTorch output allowed.")
+    size: tuple[int, int] | None = Field(
+        None, description="Tile height and width of the graph (default: the training chip, padded to a multiple of 32)."
+    )
+
+
 class EvaluateConfig(StageConfig):
     """Stage 4: a classified map + reference data -> accuracy metrics and a report."""
 
@@ -311,3 +363,17 @@ class EvaluateConfig(StageConfig):
     rgb_bands: list[int] | None = Field(None, description="Bands (1-based) of the image shown as red, green, blue.")
     area_adjusted: bool = Field(True, description="Area-adjusted accuracy and class areas (Olofsson et al. 2014).")
     overwrite: bool = Field(False, description="Replace the output folder if it exists.")
+    workspace: WorkspaceField = None
+
+
+class DemoConfig(StageConfig):
+    """The main job on the built-in sample scene: every stage of the workflow, one after the other."""
+
+    folder: Path = Field(..., description="Folder for the demo outputs (earlier demo output in it is replaced).")
+    seed: int = Field(42, description="Seed of the sample scene and the split.")
+    epochs: int = Field(15, description="Maximum number of epochs of a network.")
+    time_budget: float = Field(
+        100.0, description="Seconds the model selection may take: kept short, so the demo ends in minutes on 2 cores."
+    )
+    model: Architecture = Field("auto", description="Model trained (auto: chosen by cross-validation).")
+    workspace: WorkspaceField = None

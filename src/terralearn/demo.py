@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from terralearn.checks import Finding
-from terralearn.config import ClassifyConfig, EvaluateConfig, ExportConfig, TrainConfig
+from terralearn.config import ClassifyConfig, DemoConfig, EvaluateConfig, ExportConfig, TrainConfig
 from terralearn.evaluate import EvalResult, evaluate
 from terralearn.export import ExportResult, export
 from terralearn.predict import ClassifyResult, classify
@@ -24,9 +24,6 @@ from terralearn.train import TrainResult, train
 
 DEMO_TILE = 64
 DEMO_STRIDE = 32
-DEMO_EPOCHS = 15
-#: The default model selection, kept short so that the main job finishes in a few minutes on 2 cores.
-DEMO_TIME_BUDGET = 100.0
 #: Two folds of polygons: a network fits in the short budget beside the forest.
 DEMO_FOLDS = 2
 
@@ -54,49 +51,41 @@ def compare_maps(chosen: dict, forest: dict) -> list[dict]:
     return sorted(rows, key=lambda r: -r["gain"])
 
 
-def run_demo(
-    folder: Path,
-    seed: int = 42,
-    progress=None,
-    workspace=None,
-    on_epoch=None,
-    epochs=DEMO_EPOCHS,
-    time_budget: float = DEMO_TIME_BUDGET,
-    model: str = "auto",
-) -> DemoResult:
-    """Sample scene, checks, chips, a trained model and its report, in ``folder`` (replacing earlier demo output)."""
-    folder = Path(folder)
+def run_demo(config: DemoConfig, progress=None, on_epoch=None) -> DemoResult:
+    """Sample scene, checks, chips, a trained model and its report, in ``config.folder`` (replacing earlier demo
+    output), recorded in the workspace's run table."""
+    folder, seed, workspace = Path(config.folder), config.seed, config.workspace
+    model, epochs, time_budget = config.model, config.epochs, config.time_budget
     scene = make_sample(folder / "sample", seed=seed)
-    config = ExportConfig.build(
+    chips = ExportConfig.build(
         rasters=[scene.raster], labels=scene.labels, class_field=scene.class_field,
         class_name_field=scene.class_name_field, tile_size_x=DEMO_TILE, tile_size_y=DEMO_TILE,
         stride_x=DEMO_STRIDE, stride_y=DEMO_STRIDE, out=folder / "chips", overwrite=True, seed=seed,
+        workspace=workspace,
     )  # fmt: skip
-    result = export(config, progress=progress)  # runs the pre-flight checks first
+    result = export(chips, progress=progress)  # runs the pre-flight checks first, records the chip set
     trained = train(
-        TrainConfig.build(chips=config.out, out=folder / "model", model=model, epochs=epochs, seed=seed,
-                          time_budget=time_budget, cv_folds=DEMO_FOLDS, overwrite=True, name=f"demo {model}"),
-        workspace=workspace, on_epoch=on_epoch,
+        TrainConfig.build(chips=chips.out, out=folder / "model", model=model, epochs=epochs, seed=seed,
+                          time_budget=time_budget, cv_folds=DEMO_FOLDS, overwrite=True, name=f"demo {model}",
+                          workspace=workspace),
+        on_epoch=on_epoch,
     )  # fmt: skip
     mapped = classify(ClassifyConfig.build(model=trained.package, rasters=[scene.raster], out=folder / "map.tif",
                                            overwrite=True), progress=progress)  # fmt: skip
     assessed = evaluate(
         EvaluateConfig.build(prediction=mapped.out, reference=scene.truth, out=folder / "evaluation",
-                             image=[scene.raster], rgb_bands=[5, 4, 3], overwrite=True),
-        workspace=workspace,
+                             image=[scene.raster], rgb_bands=[5, 4, 3], overwrite=True, workspace=workspace),
     )  # fmt: skip
     done = DemoResult(folder, scene, result.findings, result, trained, mapped, assessed)
     if trained.card["architecture"] != "random_forest":  # the model shipped, chosen or asked for
         done.forest = train(
-            TrainConfig.build(chips=config.out, out=folder / "model_forest", model="random_forest", seed=seed,
-                              overwrite=True, name="demo random_forest (comparison)"),
-            workspace=workspace,
+            TrainConfig.build(chips=chips.out, out=folder / "model_forest", model="random_forest", seed=seed,
+                              overwrite=True, name="demo random_forest (comparison)", workspace=workspace),
         )  # fmt: skip
         forest_map = classify(ClassifyConfig.build(model=done.forest.package, rasters=[scene.raster],
                                                    out=folder / "map_forest.tif", overwrite=True))  # fmt: skip
         done.forest_evaluate = evaluate(
             EvaluateConfig.build(prediction=forest_map.out, reference=scene.truth, out=folder / "evaluation_forest",
-                                 overwrite=True),
-            workspace=workspace,
+                                 overwrite=True, workspace=workspace),
         )  # fmt: skip
     return done

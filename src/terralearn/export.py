@@ -3,7 +3,8 @@
 The raster is read block by block (about 1024 px a side, each block the union of the chips
 it serves); labels are rasterised per block; chips are cut from memory and handed to a
 writer thread. Memory is bounded by the block size, whatever the raster size. The chip
-set is built in a temporary folder and renamed into place at the end.
+set is built in a temporary folder and renamed into place at the end, and recorded in the
+run table of the config's workspace when one is given.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import shapely
 from terralearn import __version__
 from terralearn.checks import Finding, run_checks
 from terralearn.classes import hex_to_rgba
-from terralearn.config import UNLABELLED, ExportConfig, check_config_from
+from terralearn.config import UNLABELLED, ExportConfig
 from terralearn.errors import ChecksFailedError
 from terralearn.geo.bandstats import BandStats
 from terralearn.geo.grid import pixel_window_boxes
@@ -32,6 +33,7 @@ from terralearn.io.atomic import atomic_dir, ensure_can_write_dir
 from terralearn.io.chips import CHIP_FORMATS, CHIPSET_SCHEMA_VERSION, MANIFEST, TILES, GeoTiffChipWriter, write_manifest
 from terralearn.io.raster import RasterStack, file_checksum
 from terralearn.io.vector import write_vector
+from terralearn.runs import Registry
 
 Progress = Callable[[int, int], None]
 #: The held-out validation polygons of a polygon split, written into the chip set for `terralearn evaluate`.
@@ -55,11 +57,9 @@ class ExportResult:
 
 def export(config: ExportConfig, progress: Progress | None = None) -> ExportResult:
     """Check the inputs, then write the chip set. Raises ChecksFailedError if a check finds an error."""
+    registry = None if config.workspace is None else Registry(config.workspace)
     ensure_can_write_dir(config.out, config.overwrite)
-    report = run_checks(
-        check_config_from(config), split=config.split, val_fraction=config.val_fraction, seed=config.seed,
-        block_size=config.block_size, stride=tuple(config.stride),
-    )  # fmt: skip
+    report = run_checks(config)  # with the export's split and stride
     if report.errors:
         lines = "; ".join(f.message for f in report.errors)
         raise ChecksFailedError(
@@ -71,7 +71,9 @@ def export(config: ExportConfig, progress: Progress | None = None) -> ExportResu
     inputs, labels, census = report.inputs, report.labels, report.census
     grid = inputs.grid
     tiles = TileGrid(grid.width, grid.height, config.tile_size_x, config.tile_size_y, *config.stride)
-    mask = _mask_geometry(inputs)
+    mask = inputs.mask_geometry()
+    if mask is not None:
+        shapely.prepare(mask)
     n_classes = len(labels.classes)
     colormap = {c.index: hex_to_rgba(c.colour) for c in labels.classes}
     records: list[dict] = []
@@ -103,18 +105,10 @@ def export(config: ExportConfig, progress: Progress | None = None) -> ExportResu
             labels.close()
     seconds = time.perf_counter() - t0
     n_val = sum(r["split"] == "val" for r in records)
-    return ExportResult(config.out, len(records), len(records) - n_val, n_val, seconds, report.findings, manifest)
-
-
-def _mask_geometry(inputs):
-    if inputs.mask is None:
-        return None
-    m = inputs.mask
-    if m.crs is not None and inputs.grid.crs is not None and m.crs != inputs.grid.crs:
-        m = m.to_crs(inputs.grid.crs)
-    geom = shapely.union_all(shapely.make_valid(m.geometry.dropna().to_numpy()))
-    shapely.prepare(geom)
-    return geom
+    result = ExportResult(config.out, len(records), len(records) - n_val, n_val, seconds, report.findings, manifest)
+    if registry is not None:
+        registry.record_chipset(result)
+    return result
 
 
 def _read_ahead(stack, labels, blocks, features_only: bool):

@@ -2,75 +2,51 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
-
-import typer
+from typing import Annotated
 
 from terralearn.cli._common import Debug, Workspace, console, err_console, handle_errors, progress_bar
+from terralearn.cli._options import given, option
 from terralearn.config import Backend, ClassifyConfig, Device
 
-if TYPE_CHECKING:
-    from terralearn.geo.grid import Grid
-
-_help = {name: f.description for name, f in ClassifyConfig.model_fields.items()}
-
-
-def area_progress(grid: Grid) -> Callable[[int, int], str]:
-    """The progress bar's area column: km² done / total, from the pixels done (whole rows from the top).
-
-    Geographic grids get an approximate area (marked ≈); a grid without a CRS or with unknown units says why
-    it shows pixels only.
-    """
-    from terralearn.predict import area_km2
-
-    total = area_km2(grid)
-    if total is None:
-        reason = "the raster has no CRS" if grid.crs is None else "its CRS has no known units"
-        return lambda done, pixels: f"(pixels only: {reason})"
-    approx = "≈" if grid.is_geographic else ""
-    digits = 0 if total >= 100 else 1 if total >= 1 else 3
-
-    def text(done: int, pixels: int) -> str:
-        km2 = area_km2(grid, done / max(grid.width, 1)) or 0.0
-        return f"{approx}{km2:,.{digits}f}/{total:,.{digits}f} km²"
-
-    return text
+C = ClassifyConfig
 
 
 @handle_errors
 def classify(
-    model: Annotated[Path, typer.Option("--model", "-m", help=_help["model"])],
-    raster: Annotated[list[Path], typer.Option("--raster", "-r", help=_help["rasters"])],
-    out: Annotated[Path, typer.Option("--out", "-o", help=_help["out"])],
-    tile_size: Annotated[int | None, typer.Option("--tile-size", help=_help["tile_size"])] = None,
-    overlap: Annotated[int | None, typer.Option("--overlap", help=_help["overlap"])] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help=_help["batch_size"])] = 8,
-    tta: Annotated[bool, typer.Option("--tta", help=_help["tta"])] = False,
-    no_background: Annotated[bool, typer.Option("--no-background", help="Never output the background class.")] = False,
-    aoi: Annotated[Path | None, typer.Option("--aoi", help=_help["aoi"])] = None,
-    probabilities: Annotated[bool, typer.Option("--probabilities", help=_help["probabilities"])] = False,
-    backend: Annotated[Backend, typer.Option("--backend", help=_help["backend"])] = "torch",
-    device: Annotated[Device, typer.Option("--device", help=_help["device"])] = "auto",
-    resampling: Annotated[list[str] | None, typer.Option("--resampling", help=_help["resampling"])] = None,
-    ignore_band_names: Annotated[
-        bool, typer.Option("--ignore-band-names", help="Only check the band count, not the names.")
+    model: Annotated[Path, option(C, "model", "--model", "-m")],
+    raster: Annotated[list[Path], option(C, "rasters", "--raster", "-r")],
+    out: Annotated[Path, option(C, "out", "--out", "-o")],
+    tile_size: Annotated[int | None, option(C, "tile_size", "--tile-size")] = None,
+    overlap: Annotated[int | None, option(C, "overlap", "--overlap")] = None,
+    batch_size: Annotated[int | None, option(C, "batch_size", "--batch-size")] = None,
+    tta: Annotated[bool, option(C, "tta", "--tta")] = False,
+    no_background: Annotated[
+        bool, option(C, "predict_background", "--no-background", help="Never output the background class.")
     ] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help=_help["overwrite"])] = False,
+    aoi: Annotated[Path | None, option(C, "aoi", "--aoi")] = None,
+    probabilities: Annotated[bool, option(C, "probabilities", "--probabilities")] = False,
+    backend: Annotated[Backend | None, option(C, "backend", "--backend")] = None,
+    device: Annotated[Device | None, option(C, "device", "--device")] = None,
+    resampling: Annotated[list[str] | None, option(C, "resampling", "--resampling")] = None,
+    ignore_band_names: Annotated[
+        bool, option(C, "check_band_names", "--ignore-band-names", help="Only check the band count, not the names.")
+    ] = False,
+    overwrite: Annotated[bool, option(C, "overwrite", "--overwrite")] = False,
     workspace: Workspace = None,
     debug: Debug = False,
 ) -> None:
     """Classify rasters with a model package into a Cloud-Optimized GeoTIFF with colours, labels and a QGIS style."""
     from terralearn.io.package import read_card
 
-    config = ClassifyConfig.build(
+    config = ClassifyConfig.build(**given(
         model=model, rasters=list(raster), out=out, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
-        tta=tta, predict_background=not no_background, aoi=aoi, probabilities=probabilities, backend=backend,
-        device=device, resampling=list(resampling) if resampling else ["auto"], check_band_names=not ignore_band_names,
-        overwrite=overwrite,
-    )  # fmt: skip
+        tta=tta, predict_background=False if no_background else None, aoi=aoi, probabilities=probabilities,
+        backend=backend, device=device, resampling=list(resampling) if resampling else None,
+        check_band_names=False if ignore_band_names else None, overwrite=overwrite,
+    ))  # fmt: skip
     read_card(config.model)  # a missing or broken package is refused before the deep-learning stack loads
+    from terralearn.geo.areas import area_progress
     from terralearn.io.raster import describe_raster
 
     grid = describe_raster(config.rasters[0]).grid  # the stack's grid: that of the first raster

@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 
 from terralearn.cli._common import Debug, Workspace, console, handle_errors, print_findings, progress_bar
+from terralearn.cli._options import given, option
 from terralearn.cli.train import print_progress
+from terralearn.config import DemoConfig
 from terralearn.runs import Registry
 
 
@@ -17,7 +19,7 @@ def demo(
     out: Annotated[
         Path | None, typer.Option("--out", help="Folder for the demo outputs (default WORKSPACE/demo).")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the sample scene and the split.")] = 42,
+    seed: Annotated[int | None, option(DemoConfig, "seed", "--seed")] = None,
     workspace: Workspace = None,
     debug: Debug = False,
 ) -> None:
@@ -25,11 +27,10 @@ def demo(
     from terralearn.demo import run_demo
 
     registry = Registry(workspace)
-    folder = out or registry.root / "demo"
+    config = DemoConfig.build(**given(folder=out or registry.root / "demo", seed=seed, workspace=registry.root))
     bar, update = progress_bar("Exporting chips")
     with bar:
-        result = run_demo(folder, seed=seed, progress=update, workspace=registry.root, on_epoch=print_progress)
-    registry.record_chipset(result.export)
+        result = run_demo(config, progress=update, on_epoch=print_progress)  # records the chip set and the runs
     print_findings(result.findings)
     ex = result.export
     tr = result.train

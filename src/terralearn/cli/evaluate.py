@@ -5,14 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import typer
-
 from terralearn.cli._common import Debug, Workspace, console, handle_errors, progress_bar
+from terralearn.cli._options import given, option
 from terralearn.config import EvaluateConfig
 from terralearn.errors import ConfigError
 from terralearn.runs import resolve_workspace
 
-_help = {name: f.description for name, f in EvaluateConfig.model_fields.items()}
+C = EvaluateConfig
+
+
+def _help(name: str) -> str:
+    return C.model_fields[name].description or ""
 
 
 def parse_bands(text: str | None) -> list[int] | None:
@@ -34,36 +37,43 @@ def _score(value) -> str:
 
 @handle_errors
 def evaluate(
-    prediction: Annotated[Path, typer.Option("--prediction", "-p", help=_help["prediction"])],
-    reference: Annotated[Path, typer.Option("--reference", "-r", help=_help["reference"])],
-    out: Annotated[Path, typer.Option("--out", "-o", help=_help["out"])],
-    class_field: Annotated[str | None, typer.Option("--class-field", help=_help["class_field"])] = None,
+    prediction: Annotated[Path, option(C, "prediction", "--prediction", "-p")],
+    reference: Annotated[Path, option(C, "reference", "--reference", "-r")],
+    out: Annotated[Path, option(C, "out", "--out", "-o")],
+    class_field: Annotated[str | None, option(C, "class_field", "--class-field")] = None,
     image: Annotated[
-        list[Path] | None, typer.Option("--image", help=_help["image"] + " Repeat for more rasters.")
+        list[Path] | None, option(C, "image", "--image", help=_help("image") + " Repeat for more rasters.")
     ] = None,
     rgb_bands: Annotated[
         str | None,
-        typer.Option(
-            "--rgb-bands", help=_help["rgb_bands"] + " E.g. 3,2,1 (default: bands named red/green/blue, else 1,2,3)."
+        option(
+            C,
+            "rgb_bands",
+            "--rgb-bands",
+            help=_help("rgb_bands") + " E.g. 3,2,1 (default: bands named red/green/blue, else 1,2,3).",
         ),
     ] = None,
     no_area_adjusted: Annotated[
-        bool, typer.Option("--no-area-adjusted", help="Skip the area-adjusted estimates (Olofsson et al. 2014).")
+        bool,
+        option(
+            C, "area_adjusted", "--no-area-adjusted", help="Skip the area-adjusted estimates (Olofsson et al. 2014)."
+        ),
     ] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help=_help["overwrite"])] = False,
+    overwrite: Annotated[bool, option(C, "overwrite", "--overwrite")] = False,
     workspace: Workspace = None,
     debug: Debug = False,
 ) -> None:
     """Accuracy assessment of a classified map: confusion matrix, scores, area-adjusted areas, HTML report."""
-    config = EvaluateConfig.build(
-        prediction=prediction, reference=reference, class_field=class_field, out=out, image=list(image or []),
-        rgb_bands=parse_bands(rgb_bands), area_adjusted=not no_area_adjusted, overwrite=overwrite,
-    )  # fmt: skip
+    config = EvaluateConfig.build(**given(
+        prediction=prediction, reference=reference, class_field=class_field, out=out,
+        image=list(image) if image else None, rgb_bands=parse_bands(rgb_bands),
+        area_adjusted=False if no_area_adjusted else None, overwrite=overwrite,
+    ))  # fmt: skip
     from terralearn.evaluate import evaluate as run_evaluate
 
     bar, update = progress_bar("Evaluating map")
     with bar:
-        result = run_evaluate(config, progress=update, workspace=resolve_workspace(workspace))
+        result = run_evaluate(config.model_copy(update={"workspace": resolve_workspace(workspace)}), progress=update)
     m = result.metrics
     for w in result.warnings:
         console.print(f"[yellow]Warning:[/] {w['message']}", highlight=False)

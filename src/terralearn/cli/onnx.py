@@ -8,17 +8,19 @@ from typing import Annotated
 import typer
 
 from terralearn.cli._common import Debug, Workspace, console, handle_errors
+from terralearn.cli._options import given, option
+from terralearn.config import OnnxConfig
 
 
 @handle_errors
 def export_onnx(
-    package: Annotated[Path, typer.Argument(help="Model package folder or .zip written by `terralearn train`.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="ONNX file (default PKG/model.onnx).")] = None,
+    package: Annotated[Path, typer.Argument(help=OnnxConfig.model_fields["package"].description)],
+    out: Annotated[Path | None, option(OnnxConfig, "out", "--out", "-o")] = None,
     workspace: Workspace = None,
     debug: Debug = False,
 ) -> None:
     """Export a model package to ONNX (for ONNX Runtime and QGIS Deepness), verified against PyTorch."""
     from terralearn.predict.onnx import export_onnx as run_export
 
-    path, diff = run_export(package, out)
-    console.print(f"ONNX model: {path} (largest difference from PyTorch: {diff:.1e})")
+    result = run_export(OnnxConfig.build(**given(package=package, out=out)))
+    console.print(f"ONNX model: {result.path} (largest difference from PyTorch: {result.difference:.1e})")

@@ -9,9 +9,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from terralearn.cli._common import Debug, Workspace, console, err_console, handle_errors
+from terralearn.cli._options import given, option
 from terralearn.config import Architecture, Device, Loss, Monitor, TrainConfig, Weights
-
-_help = {name: f.description for name, f in TrainConfig.model_fields.items()}
 
 
 def print_epoch(row: dict, out=None) -> None:
@@ -73,66 +72,69 @@ def epoch_bar():
 
 @handle_errors
 def train(
-    chips: Annotated[Path | None, typer.Option("--chips", help=_help["chips"])] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help=_help["out"])] = None,
-    model: Annotated[Architecture, typer.Option("--model", help=_help["model"])] = "auto",
-    time_budget: Annotated[float, typer.Option("--time-budget", help=_help["time_budget"])] = 600.0,
-    folds: Annotated[int, typer.Option("--folds", help=_help["cv_folds"])] = 3,
-    backbone: Annotated[str, typer.Option("--backbone", help=_help["backbone"])] = "resnet18",
-    weights: Annotated[Weights, typer.Option("--weights", help=_help["weights"])] = "auto",
-    epochs: Annotated[int, typer.Option("--epochs", help=_help["epochs"])] = 40,
-    batch_size: Annotated[int, typer.Option("--batch-size", help=_help["batch_size"])] = 16,
-    lr: Annotated[float | None, typer.Option("--lr", help=_help["learning_rate"])] = None,
-    patience: Annotated[int, typer.Option("--patience", help=_help["patience"])] = 10,
-    monitor: Annotated[Monitor, typer.Option("--monitor", help=_help["monitor"])] = "mean_iou",
-    freeze_backbone: Annotated[bool, typer.Option("--freeze-backbone", help=_help["freeze_backbone"])] = False,
+    chips: Annotated[Path | None, option(TrainConfig, "chips", "--chips")] = None,
+    out: Annotated[Path | None, option(TrainConfig, "out", "--out", "-o")] = None,
+    model: Annotated[Architecture | None, option(TrainConfig, "model", "--model")] = None,
+    time_budget: Annotated[float | None, option(TrainConfig, "time_budget", "--time-budget")] = None,
+    folds: Annotated[int | None, option(TrainConfig, "cv_folds", "--folds")] = None,
+    backbone: Annotated[str | None, option(TrainConfig, "backbone", "--backbone")] = None,
+    weights: Annotated[Weights | None, option(TrainConfig, "weights", "--weights")] = None,
+    epochs: Annotated[int | None, option(TrainConfig, "epochs", "--epochs")] = None,
+    batch_size: Annotated[int | None, option(TrainConfig, "batch_size", "--batch-size")] = None,
+    lr: Annotated[float | None, option(TrainConfig, "learning_rate", "--lr")] = None,
+    patience: Annotated[int | None, option(TrainConfig, "patience", "--patience")] = None,
+    monitor: Annotated[Monitor | None, option(TrainConfig, "monitor", "--monitor")] = None,
+    freeze_backbone: Annotated[bool, option(TrainConfig, "freeze_backbone", "--freeze-backbone")] = False,
     augment: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--augment", help="default (flip,rot90,jitter), none, or a comma list of flip,rot90,jitter,noise."
+            "--augment",
+            help="default (flip,rot90,jitter), none, or a comma list of flip,rot90,jitter,noise. [default: default]",
+            show_default=False,
         ),
-    ] = "default",
-    chip_size: Annotated[int | None, typer.Option("--chip-size", help=_help["chip_size"])] = None,
-    loss: Annotated[Loss, typer.Option("--loss", help=_help["loss"])] = "ce",
+    ] = None,
+    chip_size: Annotated[int | None, option(TrainConfig, "chip_size", "--chip-size")] = None,
+    loss: Annotated[Loss | None, option(TrainConfig, "loss", "--loss")] = None,
     focal_loss: Annotated[bool, typer.Option("--focal-loss", help="Shorthand for --loss focal.")] = False,
-    focal_gamma: Annotated[float, typer.Option("--focal-gamma", help=_help["focal_gamma"])] = 2.0,
-    class_balancing: Annotated[bool, typer.Option("--class-balancing", help=_help["class_balancing"])] = False,
-    oversample: Annotated[bool, typer.Option("--oversample", help=_help["oversample"])] = False,
-    mixup: Annotated[float, typer.Option("--mixup", help=_help["mixup"])] = 0.0,
-    ignore_class: Annotated[list[str] | None, typer.Option("--ignore-class", help=_help["ignore_classes"])] = None,
+    focal_gamma: Annotated[float | None, option(TrainConfig, "focal_gamma", "--focal-gamma")] = None,
+    class_balancing: Annotated[bool, option(TrainConfig, "class_balancing", "--class-balancing")] = False,
+    oversample: Annotated[bool, option(TrainConfig, "oversample", "--oversample")] = False,
+    mixup: Annotated[float | None, option(TrainConfig, "mixup", "--mixup")] = None,
+    ignore_class: Annotated[list[str] | None, option(TrainConfig, "ignore_classes", "--ignore-class")] = None,
     no_baseline: Annotated[bool, typer.Option("--no-baseline", help="Skip the random-forest baseline.")] = False,
-    trees: Annotated[int, typer.Option("--trees", help=_help["trees"])] = 100,
-    device: Annotated[Device, typer.Option("--device", help=_help["device"])] = "auto",
-    seed: Annotated[int, typer.Option("--seed", help=_help["seed"])] = 0,
-    name: Annotated[str | None, typer.Option("--name", help=_help["name"])] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help=_help["overwrite"])] = False,
-    resume_run: Annotated[int | None, typer.Option("--resume", help="Continue the interrupted run RUN.")] = None,
+    trees: Annotated[int | None, option(TrainConfig, "trees", "--trees")] = None,
+    device: Annotated[Device | None, option(TrainConfig, "device", "--device")] = None,
+    seed: Annotated[int | None, option(TrainConfig, "seed", "--seed")] = None,
+    name: Annotated[str | None, option(TrainConfig, "name", "--name")] = None,
+    overwrite: Annotated[bool, option(TrainConfig, "overwrite", "--overwrite")] = False,
+    resume_run: Annotated[
+        int | None, option(TrainConfig, "resume", "--resume", help="Continue the interrupted run RUN.")
+    ] = None,
     workspace: Workspace = None,
     debug: Debug = False,
 ) -> None:
     """Train a pixel classifier (or the random-forest baseline), package it and record the run."""
-    from terralearn.train import resume
     from terralearn.train import train as run_train
 
-    bar, on_epoch = epoch_bar()
-    if resume_run is not None:
-        with bar:
-            result = resume(resume_run, workspace, on_epoch=on_epoch)
+    if resume_run is not None:  # the run's saved settings apply; the other options are not read
+        config = TrainConfig.build(resume=resume_run, workspace=workspace)
     else:
         if chips is None or out is None:
             err_console.print("[bold red]Error:[/] --chips and --out are required (or --resume RUN).")
             raise typer.Exit(2)
-        kinds = {"default": ["flip", "rot90", "jitter"], "none": []}.get(augment)
-        config = TrainConfig.build(
-            chips=chips, out=out, model=model, time_budget=time_budget, cv_folds=folds, backbone=backbone, weights=weights, epochs=epochs,
-            batch_size=batch_size, learning_rate=lr, patience=patience, monitor=monitor,
-            freeze_backbone=freeze_backbone, augment=kinds if kinds is not None else augment.split(","),
-            chip_size=chip_size, loss="focal" if focal_loss and loss == "ce" else loss, focal_gamma=focal_gamma,
-            class_balancing=class_balancing, oversample=oversample, mixup=mixup, ignore_classes=ignore_class or [],
-            baseline=not no_baseline, trees=trees, device=device, seed=seed, name=name, overwrite=overwrite,
-        )  # fmt: skip
-        with bar:
-            result = run_train(config, workspace, on_epoch=on_epoch)
+        kinds = None if augment in (None, "default") else [] if augment == "none" else augment.split(",")
+        config = TrainConfig.build(**given(
+            chips=chips, out=out, model=model, time_budget=time_budget, cv_folds=folds, backbone=backbone,
+            weights=weights, epochs=epochs, batch_size=batch_size, learning_rate=lr, patience=patience,
+            monitor=monitor, freeze_backbone=freeze_backbone, augment=kinds, chip_size=chip_size,
+            loss="focal" if focal_loss and loss in (None, "ce") else loss, focal_gamma=focal_gamma,
+            class_balancing=class_balancing, oversample=oversample, mixup=mixup, ignore_classes=ignore_class,
+            baseline=False if no_baseline else None, trees=trees, device=device, seed=seed, name=name,
+            overwrite=overwrite, workspace=workspace,
+        ))  # fmt: skip
+    bar, on_epoch = epoch_bar()
+    with bar:
+        result = run_train(config, on_epoch=on_epoch)
     if result.weights_note:
         err_console.print(f"[yellow]Note:[/] {result.weights_note}")
     for w in result.warnings:

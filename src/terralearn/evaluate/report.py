@@ -5,77 +5,49 @@ areas with their 95 % confidence intervals (Olofsson et al. 2014), user's and pr
 the confusion matrix, and a preview of the map next to the input image with the legend. Plots are embedded as
 base64 data URIs (inline CSS, no JavaScript, no network) and also written next to the page as PNG files.
 
-The plotting and colour helpers of the training report (:mod:`terralearn.train.report`) are reused, not copied. The
-preview reads the map and the image at a reduced resolution (at most ``MAX_PREVIEW`` pixels on the long side)
-through :func:`terralearn.io.raster.open_raster`, so it costs the same whatever the raster size.
+The page is built with the report kit shared with the training report (:mod:`terralearn.io.html`); the preview
+is read by :func:`terralearn.io.preview.read_preview`.
 """
 
 from __future__ import annotations
 
-import base64
-import datetime as _dt
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
 import numpy as np
-from affine import Affine
 from matplotlib.patches import Patch
-from rasterio.enums import Resampling
-from rasterio.warp import reproject, transform_bounds
 
 from terralearn import __version__
 from terralearn.errors import ConfigError
 from terralearn.geo.bands import named_rgb
-from terralearn.geo.grid import Grid, bounds_intersection, window_of_bounds
-from terralearn.io.atomic import atomic_file, write_text_atomic
-from terralearn.io.raster import RasterInfo, describe_raster, open_raster
-from terralearn.train.report import (
-    _CSS,
+from terralearn.io.html import (
+    CSS,
     MAX_ANNOTATED_CLASSES,
     WARNINGS_SECTION,
     WEAK_IOU,
-    _class_table,
-    _fmt,
-    _fmt_count,
-    _fmt_value,
-    _new_figure,
-    _per_class_rows,
-    _plot_confusion,
-    _png_bytes,
-    _short,
-    class_colours,
-    colourise,
+    class_table,
+    fmt,
+    fmt_count,
+    fmt_value,
+    generated,
+    new_figure,
+    page,
+    per_class_rows,
+    plot_confusion,
+    png_bytes,
+    short,
+    warning_items,
+    write_page,
+    write_plots,
 )
+from terralearn.io.preview import NODATA_RGB, Preview, PreviewSpec
+from terralearn.io.raster import describe_raster
 
-__all__ = ["Preview", "PreviewSpec", "ReportFiles", "read_preview", "select_rgb_bands", "write_evaluation_report"]
-
-#: Long side of the preview rasters, in pixels.
-MAX_PREVIEW = 800
-_NODATA_RGB = (255, 255, 255)
+__all__ = ["ReportFiles", "select_rgb_bands", "write_evaluation_report"]
 
 
 # --------------------------------------------------------------------------------------------- preview
-
-
-@dataclass(frozen=True)
-class PreviewSpec:
-    """The image rasters shown next to the map and the bands (file position, 1-based band) used as R, G, B."""
-
-    images: tuple[RasterInfo, ...] = ()
-    bands: tuple[tuple[int, int], ...] = ()
-    label: str = ""
-
-
-@dataclass
-class Preview:
-    map_rgb: np.ndarray  # (H, W, 3) uint8, class colours; nodata white
-    names: list[str]
-    colours: np.ndarray  # (K, 3) uint8
-    image_rgb: np.ndarray | None = None  # (H, W, 3) uint8 on the same preview grid as the map
-    image_label: str = ""
-    notes: list[str] = field(default_factory=list)
 
 
 def select_rgb_bands(images: list[Path], rgb_bands: list[int] | None) -> PreviewSpec:
@@ -124,100 +96,6 @@ def select_rgb_bands(images: list[Path], rgb_bands: list[int] | None) -> Preview
     return PreviewSpec(infos, tuple((i, b) for i, b, _ in picks), label)
 
 
-def preview_grid(grid: Grid, max_side: int = MAX_PREVIEW) -> Grid:
-    """The map's grid decimated to at most ``max_side`` pixels on its long side (never upsampled)."""
-    f = max(grid.width, grid.height) / max_side
-    if f <= 1:
-        return grid
-    w, h = max(1, round(grid.width / f)), max(1, round(grid.height / f))
-    return Grid(grid.crs, grid.transform @ Affine.scale(grid.width / w, grid.height / h), w, h)
-
-
-def read_preview(prediction: Path, grid: Grid, classes: list[dict], tagged: bool, spec: PreviewSpec,
-                 max_side: int = MAX_PREVIEW) -> Preview:  # fmt: skip
-    """The map (class colours) and the image (2-98 % stretch) on one decimated grid of the map's extent."""
-    pg = preview_grid(grid, max_side)
-    colours = class_colours(classes)
-    names = [str(c["name"]) for c in classes]
-    with open_raster(prediction) as src:
-        arr = src.read(1, out_shape=(pg.height, pg.width), resampling=Resampling.nearest, masked=True)
-    values = arr.data
-    valid = ~np.ma.getmaskarray(arr)
-    if np.issubdtype(values.dtype, np.floating):
-        valid &= np.isfinite(values)
-    idx = np.full(values.shape, 255, dtype=np.uint8)
-    if tagged:
-        lut = np.full(256, 255, dtype=np.uint8)
-        for pos, c in enumerate(classes):
-            lut[int(c["index"])] = pos
-        inside = valid & (values >= 0) & (values <= 255)
-        idx[inside] = lut[values[inside].astype(np.int64)]
-    else:
-        pos = {_number(c["value"]): i for i, c in enumerate(classes)}
-        uniq, inverse = np.unique(values[valid], return_inverse=True)
-        lut = np.array([pos.get(_number(v), 255) for v in uniq.tolist()], dtype=np.uint8)
-        idx[valid] = lut[inverse.ravel()] if uniq.size else idx[valid]
-    preview = Preview(colourise(idx, colours, _NODATA_RGB), names, colours)
-    if spec.bands:
-        preview.image_rgb, preview.notes = _image_preview(spec, pg)
-        preview.image_label = spec.label
-    return preview
-
-
-def _number(v):
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return str(v)
-    return int(f) if f.is_integer() else f
-
-
-def _image_preview(spec: PreviewSpec, pg: Grid) -> tuple[np.ndarray | None, list[str]]:
-    bands = np.full((len(spec.bands), pg.height, pg.width), np.nan, dtype=np.float32)
-    notes: list[str] = []
-    for i, info in enumerate(spec.images):
-        wanted = [(k, b) for k, (f, b) in enumerate(spec.bands) if f == i]
-        if not wanted:
-            continue
-        crs = info.grid.crs or pg.crs
-        bounds = pg.bounds if crs == pg.crs else transform_bounds(pg.crs, crs, *pg.bounds, densify_pts=21)
-        overlap = bounds_intersection(bounds, info.grid.bounds)
-        win = None if overlap is None else window_of_bounds(info.grid, overlap)
-        if win is None:
-            notes.append(f"The image '{info.path}' does not overlap the map; it is not shown.")
-            continue
-        scale = max(1.0, max(win.width, win.height) / (2 * max(pg.width, pg.height)))
-        oh, ow = max(1, math.ceil(win.height / scale)), max(1, math.ceil(win.width / scale))
-        with open_raster(info.path) as src:
-            data = src.read(indexes=[b for _, b in wanted], window=win, out_shape=(len(wanted), oh, ow),
-                            resampling=Resampling.nearest, masked=True)  # fmt: skip
-        src_transform = info.grid.window_transform(win) @ Affine.scale(win.width / ow, win.height / oh)
-        filled = np.ma.filled(data.astype(np.float32), np.nan)
-        for (k, _), band in zip(wanted, filled, strict=True):
-            reproject(band, bands[k], src_transform=src_transform, src_crs=crs, dst_transform=pg.transform,
-                      dst_crs=pg.crs, src_nodata=np.nan, dst_nodata=np.nan, resampling=Resampling.bilinear)  # fmt: skip
-    if not np.isfinite(bands).any():
-        return None, notes
-    return stretch(bands), notes
-
-
-def stretch(bands: np.ndarray, low: float = 2, high: float = 98) -> np.ndarray:
-    """(1 or 3, H, W) float bands -> (H, W, 3) uint8 with a per-band 2-98 % stretch; NaN -> white."""
-    out = np.zeros((bands.shape[1], bands.shape[2], 3), dtype=np.uint8)
-    planes = [bands[0]] * 3 if bands.shape[0] == 1 else list(bands[:3])
-    invalid = np.zeros(bands.shape[1:], dtype=bool)
-    for c, band in enumerate(planes):
-        ok = np.isfinite(band)
-        invalid |= ~ok
-        if not ok.any():
-            continue
-        lo, hi = np.percentile(band[ok], [low, high])
-        scaled = (np.nan_to_num(band, nan=lo) - lo) / max(float(hi - lo), 1e-12) * 255.0
-        out[..., c] = np.clip(scaled, 0, 255).astype(np.uint8)
-    out[invalid] = _NODATA_RGB
-    return out
-
-
 def _plot_preview(preview: Preview):
     panels = [("Map", preview.map_rgb)]
     if preview.image_rgb is not None:
@@ -226,7 +104,7 @@ def _plot_preview(preview: Preview):
     side = 4.6 if len(panels) == 2 else 6.4
     k = len(preview.names)
     legend_rows = math.ceil((k + 1) / 4)
-    fig = _new_figure(side * len(panels) + 0.4, side * h / max(w, 1) + 0.45 + 0.24 * legend_rows)
+    fig = new_figure(side * len(panels) + 0.4, side * h / max(w, 1) + 0.45 + 0.24 * legend_rows)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (title, rgb) in zip(axes, panels, strict=True):
         ax.imshow(rgb, interpolation="nearest")
@@ -235,9 +113,9 @@ def _plot_preview(preview: Preview):
         ax.set_yticks([])
         for sp in ax.spines.values():
             sp.set_color("#999999")
-    handles = [Patch(facecolor=preview.colours[i] / 255.0, edgecolor="#444444", label=_short(preview.names[i]))
+    handles = [Patch(facecolor=preview.colours[i] / 255.0, edgecolor="#444444", label=short(preview.names[i]))
                for i in range(k)]  # fmt: skip
-    handles.append(Patch(facecolor=np.array(_NODATA_RGB) / 255.0, edgecolor="#444444", label="nodata"))
+    handles.append(Patch(facecolor=np.array(NODATA_RGB) / 255.0, edgecolor="#444444", label="nodata"))
     fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), frameon=False,
                fontsize=8 if k > 10 else 9)  # fmt: skip
     return fig
@@ -249,7 +127,7 @@ def _plot_preview(preview: Preview):
 def _pm(value, ci, digits: int = 3) -> str:
     if value is None:
         return "—"
-    return _fmt(value, digits) + ("" if ci is None else f" ± {_fmt(ci, digits)}")
+    return fmt(value, digits) + ("" if ci is None else f" ± {fmt(ci, digits)}")
 
 
 def _pm_area(value, ci, digits: int) -> str:
@@ -275,8 +153,8 @@ def _area_rows(metrics: dict, hexes: dict) -> tuple[list[dict], str, str]:
         area, area_ci = (r.get("area_km2"), r.get("area_km2_ci")) if km2 else (r.get("area"), r.get("area_ci"))
         rows.append({
             "name": r["name"], "hex": hexes.get(r["index"], "#cccccc"),
-            "map_pixels": _fmt_count(r["map_pixels"]), "map_area": _pm_area(mapped, None, digits),
-            "samples": _fmt_count(r["samples"]),
+            "map_pixels": fmt_count(r["map_pixels"]), "map_area": _pm_area(mapped, None, digits),
+            "samples": fmt_count(r["samples"]),
             "users": _pm(r["users_accuracy"], r["users_accuracy_ci"]),
             "producers": _pm(r["producers_accuracy"], r["producers_accuracy_ci"]),
             "area": _pm_area(area, area_ci, digits),
@@ -295,9 +173,9 @@ def _facts(metrics: dict) -> list[tuple[str, str]]:
         ("Map", str(inputs.get("prediction", "—"))),
         ("Reference", f"{inputs.get('reference', '—')} ({metrics.get('reference_kind', '?')})"),
         ("Class field", str(inputs.get("class_field") or "—")),
-        ("Reference pixels", _fmt_count(metrics.get("reference_pixels"))),
+        ("Reference pixels", fmt_count(metrics.get("reference_pixels"))),
         ("Map size", f"{grid.get('width', '?')} × {grid.get('height', '?')} pixels"),
-        ("Mapped pixels", _fmt_count(metrics.get("map_pixels"))),
+        ("Mapped pixels", fmt_count(metrics.get("map_pixels"))),
         ("CRS", str(grid.get("crs") or "—")[:60]),
         ("Pixel size", f"{size[0]:g} × {size[1]:g} {unit}" if len(size) == 2 else "—"),
     ]
@@ -411,8 +289,7 @@ at reduced resolution, in the class colours; white is nodata.</figcaption></figu
 """
 )
 
-_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-_PAGE = _ENV.from_string(_TEMPLATE)
+_PAGE = page(_TEMPLATE)
 
 
 @dataclass(frozen=True)
@@ -422,60 +299,44 @@ class ReportFiles:
     preview_png: Path | None
 
 
-def _write_png(path: Path, data: bytes) -> None:
-    with atomic_file(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def write_evaluation_report(metrics: dict, out_dir: Path, preview: Preview | None = None) -> ReportFiles:
     """Write ``report.html``, ``confusion.png`` and (with a preview) ``preview.png`` into ``out_dir``."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     classes = metrics.get("classes") or []
     summary = {"classes": classes, "metrics": {"per_class": metrics.get("per_class") or []}}
-    class_rows, names, _ = _class_table(summary)
+    class_rows, names, _ = class_table(summary)
     hexes = {r["index"]: r["hex"] for r in class_rows}
     cm = np.asarray(metrics["confusion"], dtype=float)
     k = cm.shape[0]
 
-    fig = _plot_confusion(cm, names if len(names) == k else [f"class {i}" for i in range(k)])
+    fig = plot_confusion(cm, names if len(names) == k else [f"class {i}" for i in range(k)])
     ax = fig.axes[0]
     ax.set_xlabel("Map class", fontsize=ax.xaxis.label.get_fontsize())
     ax.set_ylabel("Reference class", fontsize=ax.yaxis.label.get_fontsize())
-    pngs = {"confusion": _png_bytes(fig)}
-    if preview is not None:
-        pngs["preview"] = _png_bytes(_plot_preview(preview))
-    paths = {}
-    for key, data in pngs.items():
-        paths[key] = out_dir / f"{key}.png"
-        _write_png(paths[key], data)
-    images = {key: "data:image/png;base64," + base64.b64encode(data).decode("ascii") for key, data in pngs.items()}
-    images.setdefault("preview", None)
+    pngs = {"confusion": png_bytes(fig), "preview": None if preview is None else png_bytes(_plot_preview(preview))}
+    images = write_plots(out_dir, pngs)
 
-    per_class = _per_class_rows(summary, class_rows)
+    per_class = per_class_rows(summary, class_rows)
     mapped = {p.get("index", i): p.get("map_pixels") for i, p in enumerate(metrics.get("per_class") or [])}
     for i, row in enumerate(per_class):
-        row["mapped"] = _fmt_count(mapped.get(class_rows[i]["index"] if i < len(class_rows) else i))
+        row["mapped"] = fmt_count(mapped.get(class_rows[i]["index"] if i < len(class_rows) else i))
     area_rows, area_unit, area_overall = _area_rows(metrics, hexes)
     headline = [
-        ("Overall accuracy", _fmt(metrics.get("overall_accuracy"))),
-        ("Cohen's kappa", _fmt(metrics.get("kappa"))),
-        ("Mean IoU", _fmt(metrics.get("mean_iou"))),
-        ("Dice (mean F1)", _fmt(metrics.get("dice"))),
+        ("Overall accuracy", fmt(metrics.get("overall_accuracy"))),
+        ("Cohen's kappa", fmt(metrics.get("kappa"))),
+        ("Mean IoU", fmt(metrics.get("mean_iou"))),
+        ("Dice (mean F1)", fmt(metrics.get("dice"))),
     ]
     if area_overall:
         headline.append(("Area-adjusted overall accuracy (± 95 % CI)", area_overall))
-    headline.append(("Reference pixels", _fmt_count(metrics.get("reference_pixels"))))
+    headline.append(("Reference pixels", fmt_count(metrics.get("reference_pixels"))))
     inputs = metrics.get("inputs") or {}
     html = _PAGE.render(
-        css=_CSS + _EXTRA_CSS,
+        css=CSS + _EXTRA_CSS,
         title=Path(str(inputs.get("prediction", "map"))).name,
-        on_nodata=_fmt_count(metrics["reference_on_map_nodata"]) if metrics.get("reference_on_map_nodata") else "",
+        on_nodata=fmt_count(metrics["reference_on_map_nodata"]) if metrics.get("reference_on_map_nodata") else "",
         facts=_facts(metrics),
-        warnings=[
-            {"code": w.get("code", ""), "message": w.get("message", ""), "fix": w.get("fix", "")}
-            for w in metrics.get("warnings") or []
-        ],
+        warnings=warning_items(metrics.get("warnings")),
         headline=headline,
         area_rows=area_rows,
         area_unit=area_unit,
@@ -486,10 +347,10 @@ def write_evaluation_report(metrics: dict, out_dir: Path, preview: Preview | Non
         annotated=k <= MAX_ANNOTATED_CLASSES,
         image_label=preview.image_label if preview is not None else "",
         preview_notes=preview.notes if preview is not None else [],
-        inputs=[(str(key), _fmt_value(v)) for key, v in inputs.items()],
+        inputs=[(str(key), fmt_value(v)) for key, v in inputs.items()],
         version=__version__,
-        generated=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        generated=generated(),
     )
     report = out_dir / "report.html"
-    write_text_atomic(report, html)
-    return ReportFiles(report, paths["confusion"], paths.get("preview"))
+    write_page(report, html)
+    return ReportFiles(report, out_dir / "confusion.png", None if preview is None else out_dir / "preview.png")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from rasterio.errors import CRSError
 
@@ -33,6 +34,26 @@ def area_km2(grid: Grid, rows: float | None = None) -> float | None:
     except CRSError:
         return None
     return rows * grid.width * grid.pixel_area * metres**2 / 1e6
+
+
+def area_progress(grid: Grid) -> Callable[[int, int], str]:
+    """A progress text: km² done / total, from the pixels done (whole rows from the top).
+
+    Geographic grids get an approximate area (marked ≈); a grid without a CRS or with unknown units says why
+    it shows pixels only.
+    """
+    total = area_km2(grid)
+    if total is None:
+        reason = "the raster has no CRS" if grid.crs is None else "its CRS has no known units"
+        return lambda done, pixels: f"(pixels only: {reason})"
+    approx = "≈" if grid.is_geographic else ""
+    digits = 0 if total >= 100 else 1 if total >= 1 else 3
+
+    def text(done: int, pixels: int) -> str:
+        km2 = area_km2(grid, done / max(grid.width, 1)) or 0.0
+        return f"{approx}{km2:,.{digits}f}/{total:,.{digits}f} km²"
+
+    return text
 
 
 def area_units(grid: Grid) -> dict:

@@ -92,6 +92,15 @@ def window_of_bounds(grid: Grid, bounds) -> Window | None:
     return Window(col0, row0, col1 - col0, row1 - row0)
 
 
+def preview_grid(grid: Grid, max_side: int) -> Grid:
+    """The grid decimated to at most ``max_side`` pixels on its long side, same extent (never upsampled)."""
+    f = max(grid.width, grid.height) / max_side
+    if f <= 1:
+        return grid
+    w, h = max(1, round(grid.width / f)), max(1, round(grid.height / f))
+    return Grid(grid.crs, grid.transform @ Affine.scale(grid.width / w, grid.height / h), w, h)
+
+
 def pixel_window_boxes(transform: Affine, rows, cols, height: int, width: int) -> np.ndarray:
     """Footprints (shapely boxes) of the ``height`` x ``width`` pixel windows starting at (rows, cols)."""
     rows = np.asarray(rows)

@@ -1,21 +1,17 @@
-"""Run checkpoints and validation samples in a run folder: safetensors + JSON, written atomically."""
+"""Run checkpoints in a run folder: safetensors + JSON, written atomically."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
-from safetensors.numpy import load_file as load_numpy
-from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file, save_file
 
 from terralearn.io.atomic import atomic_file, write_text_atomic
 
 CHECKPOINT = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
-SAMPLES = "samples.safetensors"
 
 
 def save_checkpoint(run_dir: Path, trainer, epoch: int, seconds: float, baseline: dict | None) -> None:
@@ -73,15 +69,3 @@ def load_checkpoint(run_dir: Path) -> dict | None:
         optimizer={"state": opt_state, "param_groups": state["param_groups"]},
     )
     return state
-
-
-def save_samples(run_dir: Path, samples: dict[str, np.ndarray]) -> None:
-    if not samples:
-        return
-    with atomic_file(Path(run_dir) / SAMPLES) as tmp:
-        save_numpy({k: np.ascontiguousarray(v) for k, v in samples.items()}, str(tmp))
-
-
-def load_samples(run_dir: Path) -> dict[str, np.ndarray]:
-    path = Path(run_dir) / SAMPLES
-    return load_numpy(str(path)) if path.exists() else {}

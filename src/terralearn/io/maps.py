@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,50 @@ class StripWriter:
 
     def close(self) -> None:
         self._dst.close()
+
+
+class MapWriter:
+    """A class map (``map.tif`` in ``folder``) and optionally its probability map (``prob.tif``), written strip
+    by strip in a background thread, with at most a few strips waiting."""
+
+    def __init__(self, folder: Path, grid: Grid, colormap: dict, tags: dict, probabilities: bool) -> None:
+        self.map = StripWriter(Path(folder) / "map.tif", grid, colormap=colormap, tags=tags)
+        self.prob = None
+        try:
+            if probabilities:
+                self.prob = StripWriter(Path(folder) / "prob.tif", grid, description="probability (%)")
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="map-writer")
+        except BaseException:
+            self._close_files()
+            raise
+        self._pending: list[Future] = []
+
+    def write(self, row_off: int, labels: np.ndarray, prob: np.ndarray | None = None) -> None:
+        """Queue the rows from ``row_off`` of the map (and of the probability map); the arrays are not copied."""
+        self._pending.append(self._pool.submit(self.map.write, row_off, labels))
+        if self.prob is not None and prob is not None:
+            self._pending.append(self._pool.submit(self.prob.write, row_off, prob))
+        while len(self._pending) > 4:
+            self._pending.pop(0).result()
+
+    def __enter__(self) -> MapWriter:
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        try:
+            self._pool.shutdown(wait=True)
+            if exc_type is None:
+                for f in self._pending:
+                    f.result()
+        finally:
+            self._close_files()
+
+    def _close_files(self) -> None:
+        try:
+            self.map.close()
+        finally:
+            if self.prob is not None:
+                self.prob.close()
 
 
 def to_cog(src: Path, dst: Path, resampling: str = "NEAREST") -> None:

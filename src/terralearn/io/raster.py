@@ -312,6 +312,11 @@ class LabelRaster:
         self.close()
 
 
+def gdal_env(cache_bytes: int) -> rasterio.Env:
+    """A GDAL environment whose block cache holds ``cache_bytes`` (GDAL's default is 5 % of RAM)."""
+    return rasterio.Env(GDAL_CACHEMAX=int(cache_bytes))
+
+
 def write_raster(
     path: Path,
     data: np.ndarray,

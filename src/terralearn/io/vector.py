@@ -9,7 +9,8 @@ import geopandas as gpd
 from terralearn.errors import InputFileError
 from terralearn.io.atomic import atomic_file
 
-VECTOR_SUFFIXES = {".gpkg", ".shp", ".geojson", ".json", ".fgb", ".kml", ".gml", ".sqlite", ".zip"}
+#: Suffixes of the vector layers the reader takes (a .zip holds a shapefile); the one list of them.
+VECTOR_SUFFIXES = frozenset({".gpkg", ".shp", ".geojson", ".json", ".fgb", ".kml", ".gml", ".sqlite", ".zip"})
 
 
 def is_vector_path(path: Path) -> bool:

@@ -5,45 +5,49 @@ class_names, resolution in cm/px, tiles_size, tiles_overlap, standardization_mea
 carries the whole TerraLearn card under ``terralearn_card``. The exported graph is checked
 against the PyTorch output with ONNX Runtime before the file is kept.
 
-``classify --backend onnx`` keeps its exports in a cache (``cached_onnx``): keyed by the weights'
-SHA-256, the card, the tile size and the exporter's versions, each file checked against its recorded
-SHA-256 before it is used, so a stale, damaged or altered export is exported again, never run.
+``classify --backend onnx`` runs exports kept in a cache (``onnx_model``, files in ``io.onnx_cache``):
+keyed by the weights' SHA-256, the card, the tile size and the exporter's versions.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from terralearn import __version__
+from terralearn.config import OnnxConfig
 from terralearn.errors import PackageError
-from terralearn.io.atomic import atomic_file, write_json_atomic
+from terralearn.io.atomic import atomic_file
+from terralearn.io.onnx_cache import cached_onnx
 from terralearn.models.segmentation import MULTIPLE, NO_ENCODER, PadToMultiple
 from terralearn.predict.loader import load_model
 
 OPSET = 17
 
 
-def export_onnx(
-    package: Path, out: Path | None = None, tolerance: float = 1e-3, size: tuple[int, int] | None = None
-) -> tuple[Path, float]:
-    """Write ``package``/model.onnx (or ``out``); return its path and the largest |onnx - torch| difference.
+@dataclass
+class OnnxResult:
+    path: Path
+    difference: float  # the largest |onnx - torch| on a random batch
 
-    The graph takes tiles of ``size`` (height, width; default the training chip padded to a multiple of 32)
-    and any batch size.
+
+def export_onnx(config: OnnxConfig) -> OnnxResult:
+    """Write ``package``/model.onnx (or ``config.out``), checked against PyTorch within ``config.tolerance``.
+
+    The graph takes tiles of ``config.size`` (height, width; default the training chip padded to a
+    multiple of 32) and any batch size.
     """
     import onnx
     import onnxruntime as ort
 
-    package = Path(package)
+    package, size, tolerance = Path(config.package), config.size, config.tolerance
     loaded = load_model(package)
     if loaded.network is None:
         raise PackageError(
@@ -57,7 +61,7 @@ def export_onnx(
         side = math.ceil(side / MULTIPLE) * MULTIPLE if card["architecture"] not in NO_ENCODER else side
         size = (side, side)
     example = torch.randn(2, card["band_count"], *size, generator=torch.Generator().manual_seed(0))
-    out = Path(out) if out else (package / "model.onnx" if package.is_dir() else package.with_suffix(".onnx"))
+    out = Path(config.out or (package / "model.onnx" if package.is_dir() else package.with_suffix(".onnx")))
     with torch.no_grad():
         expected = net(example).numpy()
     with atomic_file(out) as tmp, warnings.catch_warnings():
@@ -89,16 +93,10 @@ def export_onnx(
                 f"The ONNX model differs from the PyTorch model by {diff:.2e} (tolerance {tolerance:.0e}).",
                 "Report this with the package; use the PyTorch backend meanwhile.",
             )
-    return out, diff
+    return OnnxResult(out, diff)
 
 
-def onnx_cache_dir(package: Path) -> Path:
-    """Where ``cached_onnx`` keeps exports: ``PKG/.onnx-cache`` in a folder, ``.PKG.zip.onnx-cache`` beside a zip."""
-    package = Path(package)
-    return package / ".onnx-cache" if package.is_dir() else package.with_name(f".{package.name}.onnx-cache")
-
-
-def _cache_record(card: dict, size: tuple[int, int]) -> dict:
+def cache_record(card: dict, size: tuple[int, int]) -> dict:
     """What an export depends on: the weights, the card (in the metadata), the tile size and the exporter."""
     card_json = json.dumps(card, sort_keys=True)
     return {
@@ -111,34 +109,15 @@ def _cache_record(card: dict, size: tuple[int, int]) -> dict:
     }
 
 
-def cached_onnx(package: Path, card: dict, size: tuple[int, int], fallback: Path) -> bytes:
+def onnx_model(package: Path, card: dict, size: tuple[int, int], fallback: Path) -> bytes:
     """The package's network exported to ONNX for tiles of ``size``, as bytes to give ONNX Runtime.
 
-    ``card`` is the package's card as ``load_model`` returned it (its weights' SHA-256 checked). An export
-    is used only when its record matches the package, the size and this exporter and the file's SHA-256
-    matches the record (checked on the very bytes returned); anything else is exported again (checked
-    against PyTorch by ``export_onnx``) and written atomically. Where the cache cannot be written, the
-    export goes to ``fallback`` and is not kept.
+    ``card`` is the package's card as ``load_model`` returned it (its weights' SHA-256 checked). A cached
+    export is used when it matches the package, the size and this exporter; anything else is exported
+    again (checked against PyTorch). Where the cache cannot be written, the export goes to ``fallback``.
     """
-    record = _cache_record(card, size)
-    folder = onnx_cache_dir(package)
-    stem = f"{record['weights_sha256'][:16]}-{record['size'][0]}x{record['size'][1]}"
-    onnx_path, record_path = folder / f"{stem}.onnx", folder / f"{stem}.json"
-    try:
-        saved = json.loads(record_path.read_text(encoding="utf-8"))
-        data = onnx_path.read_bytes()
-        if saved == {**record, "onnx_sha256": hashlib.sha256(data).hexdigest()}:
-            return data
-    except (OSError, ValueError):
-        pass
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if not os.access(folder, os.W_OK):
-            raise PermissionError(folder)
-        export_onnx(package, onnx_path, size=size)
-    except OSError:  # the cache cannot be written (a read-only package): export for this run only
-        onnx_path, _ = export_onnx(package, fallback, size=size)
-    data = onnx_path.read_bytes()
-    with contextlib.suppress(OSError):
-        write_json_atomic(record_path, {**record, "onnx_sha256": hashlib.sha256(data).hexdigest()})
-    return data
+
+    def export(path: Path) -> Path:
+        return export_onnx(OnnxConfig(package=package, out=path, size=size)).path
+
+    return cached_onnx(package, cache_record(card, size), export, fallback)

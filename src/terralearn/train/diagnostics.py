@@ -7,6 +7,7 @@ import math
 #: Differences smaller than this (on a 0-1 score) are a tie: neither model is clearly better.
 TIE = 0.005
 METRIC_WORDS = {"accuracy": "overall accuracy", "dice": "Dice", "mean_iou": "mean IoU", "kappa": "kappa"}
+MONITOR_WORDS = {**METRIC_WORDS, "val_loss": "validation loss", "train_loss": "training loss"}
 
 
 def compare_with_baseline(metrics: dict, baseline: dict | None, monitor: str | None) -> dict | None:

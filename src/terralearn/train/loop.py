@@ -1,19 +1,21 @@
 """The training loop of deep pixel classifiers: model set-up, epochs, evaluation, learning-rate test.
 
-Kept apart from the stage (``train.py``), which handles data, runs, checkpoints and packages.
+Kept apart from the stage (:mod:`terralearn.train`), which handles data, runs, checkpoints and packages. Early
+stopping and the choice of the best epoch are here (:meth:`Trainer.run_epoch`, :meth:`Trainer.stops_early`).
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import time
 
 import numpy as np
 import torch
 
 from terralearn.config import UNLABELLED, TrainConfig
 from terralearn.errors import ConfigError
-from terralearn.geo.metrics import confusion_matrix
+from terralearn.geo.metrics import confusion_matrix, headline, metrics_from_confusion
 from terralearn.models.augment import augment_batch, mixup
 from terralearn.models.losses import build_loss, inverse_frequency_weights
 from terralearn.models.segmentation import NO_ENCODER, build_model, encoder_parameters
@@ -202,6 +204,49 @@ class Trainer:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return -math.inf
         return value if HIGHER_IS_BETTER[self.config.monitor] else -value
+
+    def run_epoch(self, epoch: int) -> dict:
+        """Train one epoch and score it on the validation chips, keeping the best weights; its history row."""
+        t_epoch = time.perf_counter()
+        train_loss = self.train_epoch(epoch)
+        val_loss, cm = self.evaluate(self.x_val, self.y_val)
+        metrics = metrics_from_confusion(cm, [c["name"] for c in self.data.classes])
+        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, **headline(metrics),
+               "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t_epoch}  # fmt: skip
+        row["val_loss"] = None if math.isnan(val_loss) else val_loss
+        self.history.append(row)
+        score = self.score(row)
+        if self.best_score is None or score > self.best_score:
+            self.best_score, self.best_epoch = score, epoch
+            self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        return row
+
+    def stops_early(self, epoch: int) -> bool:
+        """True when the monitored score has not improved for ``patience`` epochs (never with patience 0)."""
+        return bool(self.config.patience) and epoch - self.best_epoch >= self.config.patience
+
+    def restore(self, state: dict) -> None:
+        """Continue from a checkpoint (:func:`terralearn.io.checkpoint.load_checkpoint`)."""
+        self.setup_optimizer(state["learning_rate"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.history = state["history"]
+        self.best_score = state["best_score"]
+        self.best_epoch = state["best_epoch"]
+        self.best_state = state["best_model"]
+        self.weights_used = state.get("weights", self.weights_used)
+
+    def validation_samples(self, n: int = 6) -> dict:
+        """A few validation chips (the most labelled ones) with label and prediction, for the report."""
+        if len(self.x_val) == 0:
+            return {}
+        labelled = (self.y_val != UNLABELLED).flatten(1).sum(1)
+        pick = torch.argsort(labelled, descending=True)[:n]
+        pred = self.predict(self.x_val[pick])
+        x = self.x_val[pick].numpy()
+        return {"image": x, "label": self.y_val[pick].numpy(), "prediction": pred,
+                "chip_ids": np.array([self.data.val_ids[int(i)] for i in pick])}  # fmt: skip
 
 
 def _resize(x: torch.Tensor, y: torch.Tensor, size: int):

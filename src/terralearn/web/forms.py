@@ -63,6 +63,11 @@ SUGGESTIONS = {
     "backbone": ["resnet18", "resnet34", "resnet50", "mobilenet_v2", "efficientnet-b0", "mit_b0"],
 }
 HIDDEN = {"schema_version"}
+#: Settings the web app sets itself: listed in the forms (widget "fixed", not drawn), never taken from them.
+#: The workspace is the app's own; an interrupted run is resumed from the Runs page.
+FIXED = {"workspace", "resume"}
+#: Settings a config leaves out only when resuming: the web app resumes from the Runs page, so its forms require them.
+RESUME_OPTIONAL = {"train": {"chips", "out"}}
 #: Labels that the field name does not spell well.
 LABELS = {
     "tta": "Test-time augmentation",
@@ -82,8 +87,6 @@ LABELS = {
     "backend": "Inference backend",
     "cog": "Cloud-Optimized GeoTIFF",
 }
-#: The check page also takes the split settings of the export it prepares.
-CHECK_EXTRAS = ("split", "val_fraction", "seed", "block_size")
 
 
 def _unwrap(annotation) -> tuple[object, bool]:
@@ -112,12 +115,14 @@ def field_spec(stage: str, name: str, info: FieldInfo) -> dict:
         "name": name,
         "label": LABELS.get(name, name.replace("_", " ").capitalize()),
         "help": info.description or "",
-        "required": info.is_required(),
-        "optional": optional,
+        "required": info.is_required() or name in RESUME_OPTIONAL.get(stage, ()),
+        "optional": optional and name not in RESUME_OPTIONAL.get(stage, ()),
         "basic": name in BASIC.get(stage, []),
     }
     default = None if info.is_required() else info.get_default(call_default_factory=True)
-    if name in PICKERS and inner in (Path, list[Path]):
+    if name in FIXED:
+        spec.update(widget="fixed")
+    elif name in PICKERS and inner in (Path, list[Path]):
         kinds, multiple = PICKERS[name]
         spec.update(widget="pick", kinds=list(kinds), multiple=multiple)
     elif name == "out":
@@ -146,8 +151,6 @@ def form_spec(stage: str) -> list[dict]:
     """Every setting of a stage, basic ones first, in the config's order."""
     config = STAGES[stage]
     fields = [field_spec(stage, n, f) for n, f in config.model_fields.items() if n not in HIDDEN]
-    if stage == "check":
-        fields += [field_spec(stage, n, ExportConfig.model_fields[n]) for n in CHECK_EXTRAS]
     order = BASIC.get(stage, [])
     return sorted(fields, key=lambda f: (not f["basic"], order.index(f["name"]) if f["basic"] else 0))
 
@@ -184,15 +187,17 @@ def _convert(spec: dict, value, files: WorkspaceFiles):
     return value
 
 
-def parse(stage: str, values: dict, files: WorkspaceFiles) -> tuple[BaseModel | None, dict, dict]:
-    """Form values -> (config or None, per-field error messages, extra check settings)."""
+def parse(stage: str, values: dict, files: WorkspaceFiles) -> tuple[BaseModel | None, dict]:
+    """Form values -> (config or None, per-field error messages)."""
     specs = {f["name"]: f for f in form_spec(stage)}
     errors: dict[str, str] = {}
     clean: dict = {}
-    extras: dict = {}
     for name, raw in (values or {}).items():
         if name not in specs:
             errors[name] = f"Unknown setting '{name}'."
+            continue
+        if specs[name]["widget"] == "fixed":
+            errors[name] = f"The setting '{name}' is set by the app, not by a form."
             continue
         try:
             value = _convert(specs[name], raw, files)
@@ -201,10 +206,9 @@ def parse(stage: str, values: dict, files: WorkspaceFiles) -> tuple[BaseModel | 
             continue
         if value is None and not specs[name]["required"] and not specs[name]["optional"]:
             continue  # left empty: the default applies
-        target = extras if stage == "check" and name in CHECK_EXTRAS else clean
-        target[name] = value
+        clean[name] = value
     if errors:
-        return None, errors, extras
+        return None, errors
     try:
         config = STAGES[stage].model_validate(clean)
     except ValidationError as exc:
@@ -215,12 +219,5 @@ def parse(stage: str, values: dict, files: WorkspaceFiles) -> tuple[BaseModel | 
             bad = err.get("input")
             quoted = f" (got {bad!r})" if field != "_form" and not isinstance(bad, dict) and bad is not None else ""
             errors.setdefault(field, msg[0].upper() + msg[1:] + quoted + ".")
-        return None, errors, extras
-    if stage == "check":
-        try:
-            ExportConfig.model_validate({**config.model_dump(), "out": str(files.root / "_"), **extras})
-        except ValidationError as exc:
-            for err in exc.errors():
-                errors.setdefault(str(err["loc"][0]) if err.get("loc") else "_form", err.get("msg", "invalid"))
-            return None, errors, extras
-    return config, {}, extras
+        return None, errors
+    return config, {}

@@ -21,7 +21,7 @@ from terralearn.io.chips import read_manifest
 from terralearn.io.package import read_card
 from terralearn.io.raster import describe_raster, open_raster, read_class_table
 from terralearn.io.vector import unreadable_vector
-from terralearn.web.workspace import detect_kind
+from terralearn.web.kinds import detect_kind
 
 #: Fields with at most this many distinct values get them listed (candidate class fields).
 MAX_DISTINCT = 30

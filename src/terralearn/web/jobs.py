@@ -320,8 +320,7 @@ def _run_export(store: JobStore, job_id: int, settings: dict) -> dict:
     config = ExportConfig.model_validate(settings)
     rep = _Reporter(store, job_id, "windows")  # candidate chip windows looked at; the chips written are fewer
     rep.phase("Checking the inputs and writing chips")
-    result = export(config, progress=rep)
-    Registry(store.root).record_chipset(result)
+    result = export(config.model_copy(update={"workspace": store.root}), progress=rep)  # records the chip set
     store.log(job_id, f"Wrote {result.chips} chips ({result.train_chips} training, {result.val_chips} validation) "
                       f"in {result.seconds:.1f} s.")  # fmt: skip
     findings = [f.as_dict() for f in result.findings]  # every finding (error, warning, info), as the page shows them
@@ -350,17 +349,18 @@ def _run_train(store: JobStore, job_id: int, settings: dict) -> dict:
     rep = _Reporter(store, job_id, "epochs")
     rep.phase("Loading chips, training the baseline forest and finding a learning rate")
     _watch_run(store, job_id, Path(config.out).resolve())
-    return _train_result(store, job_id, train(config, store.root, on_epoch=rep.epoch))
+    return _train_result(store, job_id, train(config.model_copy(update={"workspace": store.root}), on_epoch=rep.epoch))
 
 
 def _run_resume(store: JobStore, job_id: int, settings: dict) -> dict:
-    from terralearn.train import resume
+    from terralearn.train import train
 
     rep = _Reporter(store, job_id, "epochs")
     run_id = int(settings["run_id"])
     store.update(job_id, run_id=run_id)
     rep.phase(f"Resuming run {run_id} from its last checkpoint")
-    return _train_result(store, job_id, resume(run_id, store.root, on_epoch=rep.epoch))
+    config = TrainConfig.build(resume=run_id, workspace=store.root)
+    return _train_result(store, job_id, train(config, on_epoch=rep.epoch))
 
 
 def _watch_run(store: JobStore, job_id: int, package: Path) -> None:
@@ -404,7 +404,7 @@ def _run_evaluate(store: JobStore, job_id: int, settings: dict) -> dict:
     config = EvaluateConfig.model_validate(settings)
     rep = _Reporter(store, job_id, "pixels")
     rep.phase("Comparing the map with the reference")
-    result = evaluate(config, progress=rep, workspace=store.root)
+    result = evaluate(config.model_copy(update={"workspace": store.root}), progress=rep)
     m = result.metrics
     store.log(job_id, f"Overall accuracy {m.get('overall_accuracy', 0):.3f}, kappa {m.get('kappa', 0):.3f}, "
                       f"mean IoU {m.get('mean_iou', 0):.3f}.")  # fmt: skip

@@ -35,7 +35,7 @@ from terralearn.web.inspect import (
     lonlat_bounds,
     vector_source,
 )
-from terralearn.web.workspace import detect_kind
+from terralearn.web.kinds import detect_kind
 
 #: Longest side of the decimated read that band statistics are computed from (the default quick-look's size,
 #: so that a first quick-look reads the raster once).

@@ -130,6 +130,7 @@ async function buildForm(stage, container, { submitLabel, onSubmit, prefill = {}
   container.append(form);
 
   for (const f of spec.fields) {
+    if (f.widget === "fixed") continue; // set by the app itself (the workspace, resuming), never in a form
     // the image shown under a map defaults to the rasters picked for the export
     const value = saved[f.name] ?? (f.name === "image" ? saved.rasters : undefined);
     const w = await makeWidget(f, value, spec.output, () => schedule());

@@ -1,0 +1,107 @@
+"""Inference backends: class probabilities (B, K, H, W) of a batch of normalised tiles (B, C, H, W).
+
+PyTorch (CPU, or CUDA in half precision), ONNX Runtime (CPU) and random forests (numpy); test-time
+augmentation averages any of them over the flips and rotations of the tiles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from terralearn.config import ClassifyConfig
+from terralearn.geo.tta import dihedral_views
+from terralearn.models.device import resolve_device
+from terralearn.models.forest import ForestArrays, predict_proba
+from terralearn.models.segmentation import MULTIPLE
+from terralearn.predict.loader import LoadedModel
+
+#: Tiles (B, C, H, W) float32 -> class probabilities (B, K, H, W) float32, in a new array the caller may change.
+Backend = Callable[[np.ndarray], np.ndarray]
+
+
+def make_backend(loaded: LoadedModel, config: ClassifyConfig, tile_hw: tuple[int, int], tmp: Path) -> Backend:
+    """The backend ``config`` asks for (a forest package always runs in numpy); ``tmp`` holds a one-run export."""
+    if loaded.forest is not None:
+        backend = ForestBackend(loaded.forest)
+    elif config.backend == "onnx":
+        backend = OnnxBackend(config.model, loaded.card, tile_hw, tmp / "model.onnx")
+    else:
+        backend = TorchBackend(loaded.network, config.device)
+    return Augmented(backend, loaded.n_classes) if config.tta else backend
+
+
+def _softmax(logits: torch.Tensor) -> np.ndarray:
+    # softmax in torch for every network backend: one fused, multi-threaded pass
+    return torch.softmax(logits, dim=1).cpu().numpy()
+
+
+class TorchBackend:
+    def __init__(self, network: torch.nn.Module, device: str) -> None:
+        self.device = resolve_device(device)
+        self.half = self.device.type == "cuda"
+        self.net = network.to(self.device).eval()
+        if self.half:
+            self.net = self.net.half()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        with torch.inference_mode():
+            t = torch.from_numpy(x).to(self.device)
+            return _softmax(self.net(t.half() if self.half else t).float())
+
+
+class OnnxBackend:
+    """ONNX Runtime on the CPU, on the cached export for tiles padded to a multiple of 32."""
+
+    def __init__(self, package: Path, card: dict, tile_hw: tuple[int, int], fallback: Path) -> None:
+        import onnxruntime as ort
+
+        from terralearn.predict.onnx import onnx_model
+
+        self.padded = tuple(math.ceil(v / MULTIPLE) * MULTIPLE for v in tile_hw)
+        model = onnx_model(package, card, self.padded, fallback=fallback)
+        options = ort.SessionOptions()
+        # Idle ONNX Runtime threads sleep instead of spinning: the reader and writer threads get the cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        h, w = x.shape[-2:]
+        ph, pw = self.padded[0] - h, self.padded[1] - w
+        if ph or pw:
+            mode = "reflect" if ph < h and pw < w else "edge"
+            x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
+        with torch.inference_mode():
+            return _softmax(torch.from_numpy(self.session.run(None, {"image": x})[0][..., :h, :w]))
+
+
+class ForestBackend:
+    def __init__(self, forest: ForestArrays) -> None:
+        self.forest = forest
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        b, c, h, w = x.shape
+        pixels = np.moveaxis(x, 1, -1).reshape(-1, c)
+        p = predict_proba(self.forest, pixels)
+        return np.ascontiguousarray(np.moveaxis(p.reshape(b, h, w, -1), -1, 1), dtype=np.float32)
+
+
+class Augmented:
+    """Test-time augmentation: the mean of a backend's probabilities over the dihedral views of the tiles."""
+
+    def __init__(self, backend: Backend, n_classes: int) -> None:
+        self.backend, self.n_classes = backend, n_classes
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        total = np.zeros((x.shape[0], self.n_classes, *x.shape[-2:]), dtype=np.float32)
+        views = dihedral_views(square=x.shape[-1] == x.shape[-2])
+        for forward, inverse in views:
+            total += inverse(self.backend(np.ascontiguousarray(forward(x))))
+        total /= len(views)
+        return total
