@@ -71,6 +71,11 @@ CUTMIX = {"cnn_s": 1.0, "cnn_m": 0.0}
 NETWORK_TILE = 256
 #: Share of the remaining budget planned for the networks; the rest is margin (evaluation, packaging).
 PLAN_SHARE = 0.8
+#: How much faster a network may step in a warm process than in its first timing (time_networks stops early).
+WARM_GAIN = 3.0
+#: A floor on a network's seconds per step (small CNNs step in 0.06-0.25 s on the 2-core CPUs measured): a budget
+#: that the networks cannot fit even at this speed is not spent on timing them.
+FASTEST_STEP = 0.01
 
 Event = Callable[[dict], None]
 
@@ -223,17 +228,33 @@ def seconds_per_step(architecture: str, scene: SceneData, device: torch.device, 
     return (time.perf_counter() - t) / steps
 
 
-def time_networks(networks: list[str], scene: SceneData, device: torch.device, rounds: int = 2) -> dict[str, float]:
+def time_networks(
+    networks: list[str],
+    scene: SceneData,
+    device: torch.device,
+    rounds: int = 2,
+    folds: int = 0,
+    deadline: float | None = None,
+) -> dict[str, float]:
     """Seconds per step of each network: the fastest of ``rounds`` interleaved timings.
 
     The first timings of a process are slow (thread pools, allocator, kernels met for the first time) and would
     make whichever network is timed first look dearer than it is, and leave it out; interleaving the rounds and
-    keeping the fastest gives each network a warm process.
-    """
+    keeping the fastest gives each network a warm process. With a ``deadline``, timing stops as soon as no
+    network could train in the time left even at a third of its measured cost (a budget far too small on a slow
+    machine would otherwise be spent on timing alone); a network not timed then counts as dear as the dearest
+    timed one, which the networks' order (cheapest first) makes a lower bound.
+    """  # fmt: skip
     best = {n: float("inf") for n in networks}
     for _ in range(rounds):
         for n in networks:
             best[n] = min(best[n], seconds_per_step(n, scene, device))
+            if deadline is None:
+                continue
+            timed = {m: s for m, s in best.items() if s != float("inf")}
+            if not plan({m: s / WARM_GAIN for m, s in timed.items()}, folds, deadline - time.perf_counter())[0]:
+                dearest = max(timed.values())
+                return {m: s if s != float("inf") else dearest for m, s in best.items()}
     return best
 
 
@@ -332,8 +353,10 @@ def select_model(
     networks = [c for c in candidates if c != "random_forest"]
     steps = None
     if networks:
-        notify({"stage": "timing", "candidates": networks})
-        spc = time_networks(list(networks), scene, device)
+        spc = {n: FASTEST_STEP for n in networks}  # a budget that even this cannot fit is not spent on timing
+        if plan(spc, folds, deadline - time.perf_counter(), max_steps or STEPS)[0]:
+            notify({"stage": "timing", "candidates": networks})
+            spc = time_networks(list(networks), scene, device, folds=folds, deadline=deadline)
         left = deadline - time.perf_counter()
         chosen_nets, steps, dropped = plan(spc, folds, left, max_steps or STEPS)
         for n in dropped:
