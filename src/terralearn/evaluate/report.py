@@ -23,8 +23,8 @@ from terralearn.errors import ConfigError
 from terralearn.geo.bands import named_rgb
 from terralearn.io.html import (
     CSS,
+    FACTS_AND_WARNINGS,
     MAX_ANNOTATED_CLASSES,
-    WARNINGS_SECTION,
     WEAK_IOU,
     class_table,
     fmt,
@@ -202,13 +202,8 @@ _TEMPLATE = (
 <h1>Accuracy assessment · {{ title }}</h1>
 <p class="sub">TerraLearn evaluation of a classified map against reference data. Only reference pixels where the map
 has a class count{% if on_nodata %}; {{ on_nodata }} reference pixel(s) on map nodata were left out{% endif %}.</p>
-<dl class="facts">
-{% for k, v in facts %}<dt>{{ k }}</dt><dd>{{ v }}</dd>
-{% endfor %}</dl>
-</header>
-
 """
-    + WARNINGS_SECTION
+    + FACTS_AND_WARNINGS
     + """
 
 <section id="accuracy">

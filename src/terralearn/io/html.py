@@ -390,6 +390,17 @@ WARNINGS_SECTION = """<section id="warnings">
 {% endfor %}{% else %}<p class="nowarn">{{ no_warnings | default("No warnings.") }}</p>
 {% endif %}</section>"""
 
+#: The end of both reports' header (the facts list), then the warnings section.
+FACTS_AND_WARNINGS = (
+    """<dl class="facts">
+{% for k, v in facts %}<dt>{{ k }}</dt><dd>{{ v }}</dd>
+{% endfor %}</dl>
+</header>
+
+"""
+    + WARNINGS_SECTION
+)
+
 
 _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 

@@ -101,7 +101,8 @@ def resolve_ignored(classes: list[dict], ignore: list[str]) -> list[int]:
     return sorted(set(out))
 
 
-def load_training_data(chips: Path, ignore: list[str] | None = None) -> TrainingData:
+def open_pixel_chipset(chips: Path) -> ChipSet:
+    """The chip set at ``chips``, refused unless it is for pixel classification."""
     chipset = open_chipset(chips)
     m = chipset.manifest
     if m.get("task") != "pixel_classification":
@@ -109,6 +110,12 @@ def load_training_data(chips: Path, ignore: list[str] | None = None) -> Training
             f"The chip set '{chips}' is for {m.get('task')!r}, not pixel classification.",
             "Export Classified Tiles for pixel classification.",
         )
+    return chipset
+
+
+def load_training_data(chips: Path, ignore: list[str] | None = None) -> TrainingData:
+    chipset = open_pixel_chipset(chips)
+    m = chipset.manifest
     train_ids, val_ids = chipset.indices("train"), chipset.indices("val")
     if not train_ids:
         raise ChipSetError(f"The chip set '{chips}' has no training chips.", "Export with more labels.")

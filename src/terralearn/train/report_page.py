@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from terralearn.io.html import WARNINGS_SECTION
+from terralearn.io.html import FACTS_AND_WARNINGS
 
 TEMPLATE = (
     """<!DOCTYPE html>
@@ -23,13 +23,8 @@ TEMPLATE = (
 ({{ selection.folds }} folds of whole polygons). The shipped model was then refitted on every label.</p>
 {% else %}<p class="sub">TerraLearn training report. All accuracy figures below are measured on the
 <b>spatially held-out validation data</b> (areas the model never trained on), not on the training chips.</p>{% endif %}
-<dl class="facts">
-{% for k, v in facts %}<dt>{{ k }}</dt><dd>{{ v }}</dd>
-{% endfor %}</dl>
-</header>
-
 """
-    + WARNINGS_SECTION
+    + FACTS_AND_WARNINGS
     + """
 
 <section id="accuracy">

@@ -19,8 +19,8 @@ from scipy import ndimage
 
 from terralearn.config import UNLABELLED
 from terralearn.errors import ChipSetError
-from terralearn.io.chips import open_chipset, read_chips
-from terralearn.train.data import ChipSetData, band_statistics, normalise, resolve_ignored
+from terralearn.io.chips import read_chips
+from terralearn.train.data import ChipSetData, band_statistics, normalise, open_pixel_chipset, resolve_ignored
 
 
 @dataclass
@@ -77,13 +77,8 @@ def chip_clusters(rows: np.ndarray, cols: np.ndarray, th: int, tw: int) -> np.nd
 
 
 def load_scene_data(chips, ignore: list[str] | None = None) -> SceneData:
-    chipset = open_chipset(chips)
+    chipset = open_pixel_chipset(chips)
     m = chipset.manifest
-    if m.get("task") != "pixel_classification":
-        raise ChipSetError(
-            f"The chip set '{chips}' is for {m.get('task')!r}, not pixel classification.",
-            "Export Classified Tiles for pixel classification.",
-        )
     if not chipset.tiles:
         raise ChipSetError(f"The chip set '{chips}' has no chips.", "Export with more labels.")
     mean, std = band_statistics(m)
