@@ -281,3 +281,41 @@ def test_batches_span_tile_rows_without_changing_the_map(package, tmp_path):
             maps.append((m.read(1), p.read(1)))
     for labels, prob in maps[1:]:
         assert (labels == maps[0][0]).mean() > 0.999 and np.abs(prob.astype(int) - maps[0][1]).max() <= 1
+
+
+def test_a_window_with_its_halo_scores_as_the_whole_raster_does(tmp_path):
+    """The streaming unit: any window, predicted with the tiles that touch it, gets the whole raster's scores."""
+    from rasterio.windows import Window
+
+    from terralearn.io.raster import RasterStack
+    from terralearn.predict.window import WindowReader, plan_tiles, predict_window
+
+    grid = make_grid(width=61, height=47)
+    raster = make_raster(tmp_path / "r.tif", grid, bands=3, seed=3)
+
+    def backend(tiles):  # depends on the whole tile, so that a missing halo tile would show
+        logits = (
+            tiles[:, :2] * np.array([1.0, -1.0], np.float32)[:, None, None]
+            + tiles.mean(axis=(1, 2, 3))[:, None, None, None]
+        )
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def scores(stack, tiles, window=None):
+        mean = np.array([1500, 2500, 3500], np.float32)[:, None, None]  # make_raster: 1000 * band + 0..999
+        with WindowReader(stack, tiles, mean, np.full_like(mean, 300), batch_size=5, window=window) as reader:
+            bands = [(s.window, s.sums.copy(), s.weights.copy(), s.valid.copy())
+                     for s in predict_window(reader, backend, 2, with_weights=True)]  # fmt: skip
+        top, left = int(bands[0][0].row_off), int(bands[0][0].col_off)
+        assert all(int(w.col_off) == left for w, *_ in bands)
+        assert [int(w.row_off) for w, *_ in bands] == list(np.cumsum([top] + [int(w.height) for w, *_ in bands])[:-1])
+        return np.concatenate([s for _, s, _, _ in bands], 1) / np.concatenate([w for _, _, w, _ in bands])
+
+    with RasterStack([raster]) as stack:
+        tiles = plan_tiles(grid.height, grid.width, 16, None)
+        whole = scores(stack, tiles)
+        assert whole.shape == (2, 47, 61) and 0.05 < whole[0, :, 4:].mean() < 0.95  # soft scores, both classes
+        for col, row, width, height in [(0, 0, 61, 47), (5, 7, 20, 13), (40, 30, 21, 17), (13, 0, 1, 1)]:
+            part = scores(stack, tiles, Window(col, row, width, height))
+            assert part.shape == (2, height, width)
+            np.testing.assert_allclose(part, whole[:, row : row + height, col : col + width], rtol=1e-5, atol=1e-6)
