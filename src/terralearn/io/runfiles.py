@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import numpy as np
-from safetensors.numpy import load_file, save_file
+from typing import TYPE_CHECKING
 
 from terralearn.io.atomic import atomic_file, write_text_atomic
 
+if TYPE_CHECKING:  # numpy and safetensors load only where samples are read or written (not for run paths)
+    import numpy as np
+
+REPORT_PAGE = "report.html"
 SETTINGS = "config.json"
 SUMMARY = "summary.json"
 SAMPLES = "samples.safetensors"
@@ -23,6 +25,11 @@ SAMPLES = "samples.safetensors"
 def run_dir(root: Path, run_id: int) -> Path:
     """The folder of run ``run_id`` in the workspace ``root`` (not created)."""
     return Path(root) / "runs" / f"run-{run_id:04d}"
+
+
+def report_dir(root: Path, run_id: int) -> Path:
+    """The folder of run ``run_id``'s report (its HTML page ``REPORT_PAGE`` and PNGs)."""
+    return run_dir(root, run_id) / "report"
 
 
 def make_run_dir(root: Path, run_id: int) -> Path:
@@ -53,6 +60,9 @@ def load_summary(folder: Path) -> dict | None:
 
 
 def save_samples(folder: Path, samples: dict[str, np.ndarray]) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
     if not samples:
         return
     with atomic_file(Path(folder) / SAMPLES) as tmp:
@@ -60,6 +70,8 @@ def save_samples(folder: Path, samples: dict[str, np.ndarray]) -> None:
 
 
 def load_samples(folder: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
     path = Path(folder) / SAMPLES
     return load_file(str(path)) if path.exists() else {}
 

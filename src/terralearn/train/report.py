@@ -41,7 +41,7 @@ from terralearn.io.html import (
     write_page,
     write_plots,
 )
-from terralearn.io.runfiles import load_samples, load_summary, run_dir
+from terralearn.io.runfiles import REPORT_PAGE, load_samples, load_summary, report_dir, run_dir
 from terralearn.runs import Registry
 from terralearn.train.diagnostics import MONITOR_WORDS, TIE, compare_with_baseline
 from terralearn.train.plots import plot_frequencies, plot_loss, plot_metrics, plot_samples
@@ -397,7 +397,7 @@ def write_training_report(summary: dict, out_dir: Path, samples: list[dict] | No
         version=__version__,
         generated=generated(),
     )
-    html_path = out_dir / "report.html"
+    html_path = out_dir / REPORT_PAGE
     write_page(html_path, html)
     return html_path
 
@@ -413,4 +413,6 @@ def write_run_report(config: ReportConfig) -> Path:
                        f"Let it finish, or resume it with `terralearn train --resume {config.run}`.")  # fmt: skip
     summary["status"] = run["status"]
     samples = report_samples(load_samples(folder), summary.get("bands", []))
-    return write_training_report(summary, Path(config.out) if config.out else folder / "report", samples)
+    return write_training_report(
+        summary, Path(config.out) if config.out else report_dir(registry.root, config.run), samples
+    )

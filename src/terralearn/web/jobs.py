@@ -30,6 +30,7 @@ from pathlib import Path
 from terralearn.config import ClassifyConfig, EvaluateConfig, ExportConfig, StageConfig, TrainConfig
 from terralearn.errors import JobError, JobNotFoundError, TerraLearnError
 from terralearn.io.atomic import json_default
+from terralearn.io.runfiles import REPORT_PAGE, report_dir
 from terralearn.runs import DB_NAME, Registry, pid_alive, resolve_workspace
 
 #: Stages that run as jobs, with their typed settings. "resume" continues an interrupted training run.
@@ -332,7 +333,7 @@ def _train_result(store: JobStore, job_id: int, result) -> dict:
     store.update(job_id, run_id=result.run_id)
     store.log(job_id, f"Training {result.status.replace('_', ' ')}.")
     run = Registry(store.root).run(result.run_id)
-    report = store.root / "runs" / f"run-{result.run_id:04d}" / "report" / "report.html"
+    report = report_dir(store.root, result.run_id) / REPORT_PAGE
     return {
         "run_id": result.run_id, "status": result.status, "package": _rel(store.root, result.package),
         "report": _rel(store.root, report) if report.exists() else None,

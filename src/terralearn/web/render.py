@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from rasterio.enums import ColorInterp, Resampling
 
 from terralearn.classes import assign_colours
 from terralearn.errors import ConfigError, InputFileError
 from terralearn.geo.pyramid import TILE, fit_shape, max_zoom, tile_out_shape, tile_window
-from terralearn.io.raster import open_raster, read_class_table
+from terralearn.io.raster import gdal_env, open_raster, read_class_table
 from terralearn.io.vector import unreadable_vector
 from terralearn.web.inspect import (
     MAX_DISTINCT,
@@ -181,7 +180,7 @@ def _open(path: Path):
     with open_raster(path) as src:
         block_rows = min(max(src.block_shapes[0][0], 1), 1024) if src.count else 1
         need = 2 * block_rows * src.width * src.count * max(np.dtype(d).itemsize for d in src.dtypes) / 2**20
-        with rasterio.Env(GDAL_CACHEMAX=int(min(512, max(64, need)) * 2**20)):  # rasterio takes bytes
+        with gdal_env(int(min(512, max(64, need)) * 2**20)):
             yield src
 
 

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from terralearn.errors import TerraLearnError
+from terralearn.io.runfiles import REPORT_PAGE, report_dir
 from terralearn.runs import Registry, compare_runs
 from terralearn.web import jobs
 from terralearn.web.routes import Files, Id, QueryId
@@ -23,7 +24,7 @@ def runs(files: Files, sort: Annotated[str, Query(max_length=40)] = "id", descen
     """The run registry."""
     rows = Registry(files.root).runs(sort, descending)
     for r in rows:
-        report = files.root / "runs" / f"run-{r['id']:04d}" / "report" / "report.html"
+        report = report_dir(files.root, r["id"]) / REPORT_PAGE
         r["report"] = files.relative(report) if report.exists() else None
         r["package_path"] = _inside(files, r.get("package"))
         r["config"] = None
