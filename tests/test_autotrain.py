@@ -69,7 +69,7 @@ def test_a_network_is_chosen_when_only_context_separates_the_classes():
     scene = _texture_scene(0, texture=True)
     events = []
     sel = select_model(scene, folds=2, time_budget=120, trees=30, candidates=("random_forest", "cnn_s"),
-                       on_event=events.append, max_steps=60)  # fmt: skip
+                       on_event=events.append, steps=60)  # fmt: skip
     board = {r["candidate"]: r for r in sel.leaderboard}
     assert board["random_forest"]["accuracy"] < 0.7  # same spectrum: about a coin toss
     assert sel.chosen == "cnn_s" and board["cnn_s"]["score"] > board["random_forest"]["score"] + 0.2
@@ -84,7 +84,7 @@ def test_a_network_is_chosen_when_only_context_separates_the_classes():
 
 def test_the_forest_is_kept_when_a_network_does_not_beat_it():
     sel = select_model(_texture_scene(1, texture=False), folds=2, time_budget=120, trees=30,
-                       candidates=("random_forest", "cnn_s"), max_steps=60)  # fmt: skip
+                       candidates=("random_forest", "cnn_s"), steps=60)  # fmt: skip
     board = {r["candidate"]: r for r in sel.leaderboard}
     assert board["random_forest"]["accuracy"] == 1.0  # the spectrum says it all
     assert sel.chosen == "random_forest" and sel.forest is not None and sel.network is None
@@ -113,6 +113,31 @@ def test_the_time_budget_is_kept(monkeypatch):
     board = {r["candidate"]: r for r in sel.leaderboard}
     assert sel.chosen == "random_forest"
     assert all(board[n]["status"] == "skipped" and "time budget" in board[n]["note"] for n in ("cnn_s", "cnn_m"))
+
+
+def test_fixed_steps_train_every_candidate_without_timing():
+    """--steps: no timing and nothing left out for the budget, so the same data give the same models anywhere;
+    the budget still stops an overrun."""
+    scene = _texture_scene(4, texture=True)
+    events = []
+    sel = select_model(scene, folds=2, time_budget=60, trees=20, steps=20, on_event=events.append)
+    assert "timing" not in {e["stage"] for e in events}
+    board = {r["candidate"]: r for r in sel.leaderboard}
+    assert set(board) == {"random_forest", "cnn_s", "cnn_m"}
+    assert all(board[n]["status"] == "scored" and board[n]["steps"] == 20 for n in ("cnn_s", "cnn_m"))
+    again = select_model(scene, folds=2, time_budget=60, trees=20, steps=20)
+    assert [r["score"] for r in again.leaderboard] == [r["score"] for r in sel.leaderboard]  # reproducible
+    t = time.perf_counter()
+    stopped = select_model(scene, folds=2, time_budget=2, trees=20, steps=20000, candidates=("random_forest", "cnn_s"))
+    assert time.perf_counter() - t < 2 * 1.2 + 1 and stopped.chosen == "random_forest"
+    assert {r["candidate"]: r["status"] for r in stopped.leaderboard}["cnn_s"] == "stopped"
+
+
+def test_candidates_and_steps_are_checked():
+    with pytest.raises(ValueError, match="cnn_xl"):
+        TrainConfig.build(chips="c", out="o", candidates=["random_forest", "cnn_xl"])
+    with pytest.raises(ValueError, match="steps"):
+        TrainConfig.build(chips="c", out="o", steps=1)
 
 
 # ------------------------------------------------------------------------------------------------ the whole stage
@@ -144,23 +169,19 @@ def texture_chips(tmp_path_factory):
     return folder, raster
 
 
-def test_default_training_selects_refits_on_every_label_and_records_it(texture_chips, tmp_path, monkeypatch):
-    import terralearn.train.select
-
-    monkeypatch.setattr(terralearn.train.select, "STEPS", 80)  # a short training: the test is about the stage
+def test_default_training_selects_refits_on_every_label_and_records_it(texture_chips, tmp_path):
     folder, raster = texture_chips
     chips = folder / "chips"
-    config = TrainConfig.build(
-        chips=chips, out=tmp_path / "pkg", time_budget=90, cv_folds=2, trees=30
-    )  # fits slow CPUs
-    assert config.model == "auto"  # the default
+    # a short training (the test is about the stage), in fixed steps: the same on a slow machine as on a fast one
+    config = TrainConfig.build(chips=chips, out=tmp_path / "pkg", steps=80, cv_folds=2, trees=30)
+    assert config.model == "auto" and config.candidates == ["random_forest", "cnn_s", "cnn_m"]  # the defaults
     result = train(config.model_copy(update={"workspace": tmp_path}))
     card = json.loads((tmp_path / "pkg" / "model.json").read_text())
     sel = card["selection"]
     assert sel["chosen"] in ("cnn_s", "cnn_m") and card["architecture"] == sel["chosen"]
     assert card["metrics_source"].startswith("grouped 2-fold cross-validation")
     assert {r["candidate"] for r in sel["leaderboard"]} == {"random_forest", "cnn_s", "cnn_m"}
-    assert "refitted on every labelled pixel" in sel["refit"]
+    assert "refitted on every labelled pixel" in sel["refit"] and sel["steps"] == 80
     # the shipped model saw every label: train and validation chips of the export alike
     scene = load_scene_data(chips)
     assert sum(card["training_data"]["class_pixels"]) == scene.labelled == 6 * 16 * 16

@@ -183,6 +183,9 @@ Architecture = Literal[
     "unet", "unetplusplus", "deeplabv3", "deeplabv3plus", "pspnet", "fpn", "linknet", "manet", "upernet",
     "segformer", "tiny", "cnn_s", "cnn_m", "random_forest", "auto",
 ]  # fmt: skip
+#: The candidates of ``--model auto``, in the order they are tried (the forest first: fast, and the bar to beat).
+Candidate = Literal["random_forest", "cnn_s", "cnn_m"]
+CANDIDATES: tuple[str, ...] = ("random_forest", "cnn_s", "cnn_m")
 Loss = Literal["ce", "focal", "dice", "focal_dice"]
 Monitor = Literal["val_loss", "accuracy", "dice", "mean_iou"]
 Weights = Literal["auto", "imagenet", "none"]
@@ -208,6 +211,19 @@ class TrainConfig(StageConfig):
     )
     cv_folds: int = Field(
         3, ge=2, le=10, description="--model auto: folds of whole polygons (or label patches) for cross-validation."
+    )
+    candidates: list[Candidate] = Field(
+        default_factory=lambda: list(CANDIDATES),
+        min_length=1,
+        description="--model auto: the candidates tried, of random_forest, cnn_s, cnn_m.",
+    )
+    steps: int | None = Field(
+        None,
+        ge=10,
+        le=20000,
+        description="--model auto: training steps of each network, fixed, so that the same data give the same "
+        "model on every machine however fast (the time budget then only stops an overrun). Default: as many as "
+        "--time-budget allows on this machine, at most 600.",
     )
     backbone: str = Field(
         "resnet18",
@@ -372,8 +388,14 @@ class DemoConfig(StageConfig):
     folder: Path = Field(..., description="Folder for the demo outputs (earlier demo output in it is replaced).")
     seed: int = Field(42, description="Seed of the sample scene and the split.")
     epochs: int = Field(15, description="Maximum number of epochs of a network.")
+    steps: int = Field(
+        300,
+        ge=10,
+        description="Training steps of the small CNN in the model selection: fixed, so that the demo gives the same "
+        "model on every machine (about 2 minutes on 2 cores).",
+    )
     time_budget: float = Field(
-        100.0, description="Seconds the model selection may take: kept short, so the demo ends in minutes on 2 cores."
+        600.0, description="Seconds the model selection may take: only stops an overrun (the steps are fixed)."
     )
     model: Architecture = Field("auto", description="Model trained (auto: chosen by cross-validation).")
     workspace: WorkspaceField = None

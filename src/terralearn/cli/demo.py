@@ -20,6 +20,7 @@ def demo(
         Path | None, typer.Option("--out", help="Folder for the demo outputs (default WORKSPACE/demo).")
     ] = None,
     seed: Annotated[int | None, option(DemoConfig, "seed", "--seed")] = None,
+    steps: Annotated[int | None, option(DemoConfig, "steps", "--steps")] = None,
     workspace: Workspace = None,
     debug: Debug = False,
 ) -> None:
@@ -27,7 +28,9 @@ def demo(
     from terralearn.demo import run_demo
 
     registry = Registry(workspace)
-    config = DemoConfig.build(**given(folder=out or registry.root / "demo", seed=seed, workspace=registry.root))
+    config = DemoConfig.build(
+        **given(folder=out or registry.root / "demo", seed=seed, steps=steps, workspace=registry.root)
+    )
     bar, update = progress_bar("Exporting chips")
     with bar:
         result = run_demo(config, progress=update, on_epoch=print_progress)  # records the chip set and the runs

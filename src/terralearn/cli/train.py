@@ -77,6 +77,17 @@ def train(
     model: Annotated[Architecture | None, option(TrainConfig, "model", "--model")] = None,
     time_budget: Annotated[float | None, option(TrainConfig, "time_budget", "--time-budget")] = None,
     folds: Annotated[int | None, option(TrainConfig, "cv_folds", "--folds")] = None,
+    candidates: Annotated[
+        str | None,
+        option(
+            TrainConfig,
+            "candidates",
+            "--candidates",
+            help="--model auto: the candidates tried, a comma list of random_forest, cnn_s, cnn_m. "
+            "[default: all three]",
+        ),
+    ] = None,
+    steps: Annotated[int | None, option(TrainConfig, "steps", "--steps")] = None,
     backbone: Annotated[str | None, option(TrainConfig, "backbone", "--backbone")] = None,
     weights: Annotated[Weights | None, option(TrainConfig, "weights", "--weights")] = None,
     epochs: Annotated[int | None, option(TrainConfig, "epochs", "--epochs")] = None,
@@ -124,7 +135,8 @@ def train(
             raise typer.Exit(2)
         kinds = None if augment in (None, "default") else [] if augment == "none" else augment.split(",")
         config = TrainConfig.build(**given(
-            chips=chips, out=out, model=model, time_budget=time_budget, cv_folds=folds, backbone=backbone,
+            chips=chips, out=out, model=model, time_budget=time_budget, cv_folds=folds,
+            candidates=candidates.split(",") if candidates else None, steps=steps, backbone=backbone,
             weights=weights, epochs=epochs, batch_size=batch_size, learning_rate=lr, patience=patience,
             monitor=monitor, freeze_backbone=freeze_backbone, augment=kinds, chip_size=chip_size,
             loss="focal" if focal_loss and loss in (None, "ce") else loss, focal_gamma=focal_gamma,

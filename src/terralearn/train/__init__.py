@@ -213,7 +213,8 @@ def _train_auto(config, scene, registry, run_id, folder, on_event) -> TrainResul
     criterion = config.monitor if config.monitor != "val_loss" else "mean_iou"
     registry.update_run(run_id, device=str(device), weights="none")
     sel = select_model(scene, folds=config.cv_folds, time_budget=config.time_budget, trees=config.trees,
-                       seed=config.seed, device=device, criterion=criterion, on_event=on_event)  # fmt: skip
+                       seed=config.seed, device=device, criterion=criterion, on_event=on_event,
+                       candidates=tuple(config.candidates), steps=config.steps)  # fmt: skip
     network = sel.chosen != "random_forest"
     baseline = sel.baseline if network else None
     warnings = sel.warnings + training_warnings([], sel.metrics, scene.classes, baseline, criterion)
