@@ -34,35 +34,11 @@ def _mark_best(ax, best_epoch: int | None, monitor: str | None) -> None:
     ax.axvline(best_epoch, color="#555555", linestyle="--", linewidth=1.1, label=f"Best epoch: {best_epoch}{what}")
 
 
-def plot_loss(history: list[dict], best_epoch: int | None, monitor: str | None) -> Figure | None:
+def _plot_epochs(history: list[dict], lines: tuple, best_epoch: int | None, monitor: str | None, ylabel: str,
+                 ylim: tuple[float, float | None], widths: tuple[float, float]) -> Figure | None:  # fmt: skip
+    """Curves of ``lines`` ((key, label, colour), ...) over the epochs; the monitored one drawn ``widths[0]``
+    wide, the others ``widths[1]``. None when no curve has a value."""
     x = _epochs(history)
-    lines = (("train_loss", "Training loss", "#1f77b4"), ("val_loss", "Validation loss", "#d95f02"))
-    series = [(lbl, col, _series(history, k)) for k, lbl, col in lines]
-    series = [s for s in series if np.isfinite(s[2]).any()]
-    if not series:
-        return None
-    fig = new_figure(7.6, 3.5)
-    ax = fig.add_subplot()
-    marker = "o" if len(x) <= 40 else None
-    for lbl, col, y in series:
-        ax.plot(x, y, color=col, marker=marker, markersize=3.5, linewidth=1.8, label=lbl)
-    _mark_best(ax, best_epoch, monitor)
-    style_axes(ax, 9)
-    ax.set_xlabel("Epoch", fontsize=10)
-    ax.set_ylabel("Loss", fontsize=10)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylim(bottom=0)
-    fig.legend(loc="outside lower center", ncols=3, frameon=False, fontsize=9)
-    return fig
-
-
-def plot_metrics(history: list[dict], best_epoch: int | None, monitor: str | None) -> Figure | None:
-    x = _epochs(history)
-    lines = (
-        ("accuracy", "Overall accuracy", "#1b9e77"),
-        ("dice", "Dice", "#7570b3"),
-        ("mean_iou", "Mean IoU", "#e7298a"),
-    )
     series = [(k, lbl, col, _series(history, k)) for k, lbl, col in lines]
     series = [s for s in series if np.isfinite(s[3]).any()]
     if not series:
@@ -71,16 +47,30 @@ def plot_metrics(history: list[dict], best_epoch: int | None, monitor: str | Non
     ax = fig.add_subplot()
     marker = "o" if len(x) <= 40 else None
     for key, lbl, col, y in series:
-        width = 2.4 if key == monitor else 1.6
+        width = widths[0] if key == monitor else widths[1]
         ax.plot(x, y, color=col, marker=marker, markersize=3.5, linewidth=width, label=lbl)
     _mark_best(ax, best_epoch, monitor)
     style_axes(ax, 9)
-    ax.set_ylim(0, 1)
     ax.set_xlabel("Epoch", fontsize=10)
-    ax.set_ylabel("Validation score (0–1)", fontsize=10)
+    ax.set_ylabel(ylabel, fontsize=10)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.legend(loc="outside lower center", ncols=4, frameon=False, fontsize=9)
+    ax.set_ylim(*ylim)
+    fig.legend(loc="outside lower center", ncols=len(lines) + 1, frameon=False, fontsize=9)
     return fig
+
+
+def plot_loss(history: list[dict], best_epoch: int | None, monitor: str | None) -> Figure | None:
+    lines = (("train_loss", "Training loss", "#1f77b4"), ("val_loss", "Validation loss", "#d95f02"))
+    return _plot_epochs(history, lines, best_epoch, monitor, "Loss", (0, None), (1.8, 1.8))
+
+
+def plot_metrics(history: list[dict], best_epoch: int | None, monitor: str | None) -> Figure | None:
+    lines = (
+        ("accuracy", "Overall accuracy", "#1b9e77"),
+        ("dice", "Dice", "#7570b3"),
+        ("mean_iou", "Mean IoU", "#e7298a"),
+    )
+    return _plot_epochs(history, lines, best_epoch, monitor, "Validation score (0–1)", (0, 1), (2.4, 1.6))
 
 
 def plot_frequencies(names: list[str], colours: np.ndarray, train: list, val: list) -> Figure | None:
