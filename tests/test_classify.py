@@ -150,6 +150,48 @@ def test_onnx_backend_matches_torch(package, tmp_path):
         assert (pa.read(1)[differ] <= 60).all()
 
 
+def test_onnx_runs_two_batches_at_once_with_the_serial_result(package, tmp_path, monkeypatch):
+    from terralearn.predict.backends import OnnxBackend
+
+    src = image(tmp_path / "in.tif", make_grid())
+    maps = {}
+    for parallel in (2, 1):  # batches of 2 tiles: many batches in flight, blended in order
+        monkeypatch.setattr(OnnxBackend, "parallel", parallel)
+        result = run(package, [src], tmp_path / f"p{parallel}.tif", tile_size=16, overlap=4, batch_size=2,
+                     backend="onnx", probabilities=True)  # fmt: skip
+        with rasterio.open(result.out) as m, rasterio.open(result.probability) as p:
+            maps[parallel] = m.read(1), p.read(1).astype(int)
+    assert (maps[2][0] == maps[1][0]).all() and np.abs(maps[2][1] - maps[1][1]).max() <= 1
+
+
+def test_a_cached_onnx_export_classifies_without_importing_torch(package, tmp_path):
+    import subprocess
+    import sys
+
+    src = image(tmp_path / "in.tif", make_grid())
+    run(package, [src], tmp_path / "first.tif", tile_size=16, backend="onnx")  # exports into the package's cache
+    code = (
+        "import sys; from terralearn.cli.app import app\n"
+        "try: app(sys.argv[1:], prog_name='terralearn')\n"
+        "except SystemExit as exc: assert not exc.code, exc.code\n"
+        "print('@@', 'torch' in sys.modules, 'segmentation_models_pytorch' in sys.modules)"
+    )
+    args = ["classify", "-m", str(package), "-r", str(src), "-o", str(tmp_path / "again.tif"), "--tile-size", "16",
+            "--backend", "onnx", "--workspace", str(tmp_path)]  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert "@@ False False" in done.stdout, done.stdout + done.stderr
+    with rasterio.open(tmp_path / "first.tif") as a, rasterio.open(tmp_path / "again.tif") as b:
+        assert (a.read(1) == b.read(1)).all()
+
+
+def test_default_batch_holds_about_131072_pixels_of_tiles():
+    from terralearn.predict.window import default_batch, plan_tiles
+
+    assert default_batch(plan_tiles(1000, 1000, 64, None)) == 32
+    assert default_batch(plan_tiles(1000, 1000, 256, None)) == 8  # never fewer than 8
+    assert default_batch(plan_tiles(1000, 1000, 16, None)) == 512
+
+
 def test_tta_aoi_and_probabilities(package, tmp_path):
     import geopandas as gpd
 

@@ -342,7 +342,9 @@ class ClassifyConfig(StageConfig):
     overlap: int | None = Field(
         None, ge=0, description="Overlap between tiles in pixels, blended with smooth weights (default: tile / 4)."
     )
-    batch_size: int = Field(8, gt=0, description="Tiles per inference batch.")
+    batch_size: int | None = Field(
+        None, gt=0, description="Tiles per inference batch (default: about 131,072 pixels of tiles, at least 8)."
+    )
     tta: bool = Field(False, description="Test-time augmentation: average flips and 90-degree rotations (8x slower).")
     predict_background: bool = Field(
         True, description="Allow the background class in the output (off: the best non-background class wins)."

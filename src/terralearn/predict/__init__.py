@@ -41,7 +41,7 @@ from terralearn.predict.backends import make_backend
 from terralearn.predict.inputs import check_bands, check_grid, default_tile, inside, pixel_size_warning, read_aoi
 from terralearn.predict.loader import load_model
 from terralearn.predict.merge import classes_of
-from terralearn.predict.window import Scores, WindowReader, gdal_cache_bytes, plan_tiles, predict_window
+from terralearn.predict.window import Scores, WindowReader, default_batch, gdal_cache_bytes, plan_tiles, predict_window
 
 __all__ = ["ClassifyResult", "classify", "default_tile"]
 
@@ -76,7 +76,7 @@ def classify(config: ClassifyConfig, progress: Progress | None = None) -> Classi
     with contextlib.ExitStack() as context:
         # The weights load and are checked in a thread while the rasters open and the first strip is read.
         loader = context.enter_context(ThreadPoolExecutor(1, thread_name_prefix="model-loader"))
-        loading = loader.submit(load_model, config.model)
+        loading = loader.submit(load_model, config.model, config.backend != "onnx")  # ONNX: no torch
         stack = context.enter_context(RasterStack(config.rasters, config.resampling))
         grid = stack.grid
         check_grid(grid, config.rasters[0])
@@ -88,7 +88,7 @@ def classify(config: ClassifyConfig, progress: Progress | None = None) -> Classi
         tmp = Path(context.enter_context(tempfile.TemporaryDirectory(prefix=".terralearn-", dir=out.parent)))
         with (
             gdal_env(gdal_cache_bytes(stack, tiles.tile_y)),
-            WindowReader(stack, tiles, mean, std, config.batch_size) as reader,
+            WindowReader(stack, tiles, mean, std, config.batch_size or default_batch(tiles)) as reader,
         ):
             loaded = loading.result()
             if loaded.card != card:

@@ -1,24 +1,28 @@
 """Inference backends: class probabilities (B, K, H, W) of a batch of normalised tiles (B, C, H, W).
 
 PyTorch (CPU, or CUDA in half precision), ONNX Runtime (CPU) and random forests (numpy); test-time
-augmentation averages any of them over the flips and rotations of the tiles.
+augmentation averages any of them over the flips and rotations of the tiles. torch is imported by the
+torch backend only: ONNX Runtime and forests run without it (a command that starts in a second, not in six).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from terralearn.config import ClassifyConfig
 from terralearn.geo.tta import dihedral_views
-from terralearn.models.device import resolve_device
+from terralearn.models.catalog import MULTIPLE
 from terralearn.models.forest import ForestArrays, predict_proba
-from terralearn.models.segmentation import MULTIPLE
 from terralearn.predict.loader import LoadedModel
+
+if TYPE_CHECKING:
+    import torch
 
 #: Tiles (B, C, H, W) float32 -> class probabilities (B, K, H, W) float32, in a new array the caller may change.
 Backend = Callable[[np.ndarray], np.ndarray]
@@ -35,28 +39,45 @@ def make_backend(loaded: LoadedModel, config: ClassifyConfig, tile_hw: tuple[int
     return Augmented(backend, loaded.n_classes) if config.tta else backend
 
 
-def _softmax(logits: torch.Tensor) -> np.ndarray:
-    # softmax in torch for every network backend: one fused, multi-threaded pass
-    return torch.softmax(logits, dim=1).cpu().numpy()
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities of (B, K, H, W) logits, in place (float32)."""
+    logits -= logits.max(axis=1, keepdims=True)
+    np.exp(logits, out=logits)
+    logits /= logits.sum(axis=1, keepdims=True)
+    return logits
 
 
 class TorchBackend:
+    """PyTorch: on the CPU in channels-last layout (1.2-1.5x faster convolutions than the default layout
+    there, measured on a U-Net / ResNet-18), on CUDA in half precision."""
+
     def __init__(self, network: torch.nn.Module, device: str) -> None:
+        import torch
+
+        from terralearn.models.device import resolve_device
+
+        self.torch = torch
         self.device = resolve_device(device)
         self.half = self.device.type == "cuda"
-        self.net = network.to(self.device).eval()
+        self.layout = torch.contiguous_format if self.half else torch.channels_last
+        self.net = network.to(self.device, memory_format=self.layout).eval()
         if self.half:
             self.net = self.net.half()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        torch = self.torch
         x = np.ascontiguousarray(x, dtype=np.float32)
         with torch.inference_mode():
-            t = torch.from_numpy(x).to(self.device)
-            return _softmax(self.net(t.half() if self.half else t).float())
+            t = torch.from_numpy(x).to(self.device).contiguous(memory_format=self.layout)
+            logits = self.net(t.half() if self.half else t).float()
+            # softmax in torch: one fused, multi-threaded pass; the result back in the default layout
+            return torch.softmax(logits, dim=1).contiguous().cpu().numpy()
 
 
 class OnnxBackend:
     """ONNX Runtime on the CPU, on the cached export for tiles padded to a multiple of 32."""
+
+    parallel = 2  # batches run at once (one session; ONNX Runtime's run is thread-safe)
 
     def __init__(self, package: Path, card: dict, tile_hw: tuple[int, int], fallback: Path) -> None:
         import onnxruntime as ort
@@ -66,6 +87,8 @@ class OnnxBackend:
         self.padded = tuple(math.ceil(v / MULTIPLE) * MULTIPLE for v in tile_hw)
         model = onnx_model(package, card, self.padded, fallback=fallback)
         options = ort.SessionOptions()
+        # Two batches run at once (``parallel``), each on half of the cores (see ``window._predicted``).
+        options.intra_op_num_threads = max(1, len(os.sched_getaffinity(0)) // self.parallel)
         # Idle ONNX Runtime threads sleep instead of spinning: the reader and writer threads get the cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
@@ -77,8 +100,8 @@ class OnnxBackend:
         if ph or pw:
             mode = "reflect" if ph < h and pw < w else "edge"
             x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode=mode)
-        with torch.inference_mode():
-            return _softmax(torch.from_numpy(self.session.run(None, {"image": x})[0][..., :h, :w]))
+        logits = self.session.run(None, {"image": x})[0]
+        return softmax(np.ascontiguousarray(logits[..., :h, :w]))
 
 
 class ForestBackend:

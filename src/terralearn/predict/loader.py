@@ -1,18 +1,24 @@
-"""Rebuilding a trained model from a package (weights + card); never executes code from the package."""
+"""Rebuilding a trained model from a package (weights + card); never executes code from the package.
+
+torch is imported only to build a network: a package run by ONNX Runtime (``network=False``) is read and
+checked without it.
+"""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from terralearn.errors import PackageError
 from terralearn.io.package import load_package, read_card
 from terralearn.models.forest import ForestArrays, from_tensors
-from terralearn.models.segmentation import build_model
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -26,10 +32,11 @@ class LoadedModel:
         return len(self.card["classes"])
 
 
-def load_model(path: Path) -> LoadedModel:
+def load_model(path: Path, network: bool = True) -> LoadedModel:
+    """The package's card (its weights' SHA-256 checked) with its forest, or its network when ``network``."""
     with ThreadPoolExecutor(1, thread_name_prefix="package-reader") as pool:
         reading = pool.submit(load_package, path)
-        early = _early_skeleton(path)  # built while the weights are read and checked
+        early = _early_skeleton(path) if network else None  # built while the weights are read and checked
         card, tensors = reading.result()
     if card["task"] != "pixel_classification":
         raise PackageError(f"'{path}' is a {card['task']} model.", "Use a pixel classification package.")
@@ -38,6 +45,10 @@ def load_model(path: Path) -> LoadedModel:
             return LoadedModel(card, forest=from_tensors(tensors))
         except ValueError as exc:
             raise PackageError(f"The forest in '{path}' is inconsistent ({exc}).", "Train it again.") from None
+    if not network:
+        return LoadedModel(card)
+    import torch
+
     model = early[1] if early is not None and early[0] == _shape(card) else _skeleton(_shape(card))
     state = {k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
@@ -57,6 +68,10 @@ def _shape(card: dict) -> tuple:
 
 
 def _skeleton(shape: tuple) -> torch.nn.Module:
+    import torch
+
+    from terralearn.models.segmentation import build_model
+
     with torch.device("meta"):  # no random initialisation of weights that are overwritten at once
         return build_model(*shape)
 

@@ -7,7 +7,6 @@ as no later tile covers them, so the memory held depends on the tile and the wid
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from terralearn.io.maps import NODATA
 
@@ -24,15 +23,14 @@ class Mosaic:
     def __init__(self, k: int, sy: int, width: int, weights: np.ndarray, with_weights: bool, top: int = 0) -> None:  # fmt: skip
         th = weights.shape[0]
         self.k, self.width, self.th = k, width, th
-        self.weights = torch.from_numpy(weights)
+        self.weights = weights
+        self._scratch = np.empty((k, *weights.shape), dtype=np.float32)  # one tile's weighted probabilities
         self.top, self.base, self.used = top, 0, 0  # first row held, its buffer row, rows held (below: zero)
         self._allocate(th + sy, with_weights)
 
     def _allocate(self, height: int, with_weights: bool) -> None:
         self.acc = np.zeros((self.k, height, self.width), dtype=np.float32)
         self.wsum = np.zeros((height, self.width), dtype=np.float32) if with_weights else None
-        self._acc_t = torch.from_numpy(self.acc)
-        self._wsum_t = torch.from_numpy(self.wsum) if with_weights else None
 
     def add(self, proba: np.ndarray, r: int, c: int) -> None:
         """Add one tile's (k, th, tw) probabilities times the blending weights at row ``r``, column ``c``."""
@@ -41,9 +39,10 @@ class Mosaic:
         if self.base + y + th > self.acc.shape[1]:
             self._make_room(y + th)
         y += self.base
-        self._acc_t[:, y : y + th, c : c + tw].addcmul_(torch.from_numpy(proba), self.weights)
-        if self._wsum_t is not None:
-            self._wsum_t[y : y + th, c : c + tw] += self.weights
+        np.multiply(proba, self.weights, out=self._scratch)
+        self.acc[:, y : y + th, c : c + tw] += self._scratch
+        if self.wsum is not None:
+            self.wsum[y : y + th, c : c + tw] += self.weights
         self.used = max(self.used, r - self.top + th)
 
     def _make_room(self, rows: int) -> None:
@@ -69,13 +68,10 @@ class Mosaic:
 def winners(block: np.ndarray, allowed: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """The winning class of every pixel among ``allowed`` (the first on ties, as argmax) and its weighted sum.
 
-    With some classes left out, a running maximum over the allowed class planes (faster than numpy's argmax,
-    which reduces the class axis with the stride of a whole plane). The sums are not divided by the weight
-    sum: it is positive, so it does not change the winner.
+    A running maximum over the allowed class planes (faster than numpy's argmax, which reduces the class
+    axis with the stride of a whole plane; strictly greater, so the first class wins ties). The sums are
+    not divided by the weight sum: it is positive, so it does not change the winner.
     """
-    if len(allowed) == block.shape[0]:  # torch's max: multi-threaded, and the first index on ties, as argmax
-        best, labels = torch.max(torch.from_numpy(block), dim=0)
-        return labels.to(torch.uint8).numpy(), best.numpy()
     best = block[allowed[0]].copy()
     labels = np.full(best.shape, allowed[0], dtype=np.uint8)
     more = np.empty(best.shape, dtype=bool)

@@ -6,7 +6,8 @@ carries the whole TerraLearn card under ``terralearn_card``. The exported graph 
 against the PyTorch output with ONNX Runtime before the file is kept.
 
 ``classify --backend onnx`` runs exports kept in a cache (``onnx_model``, files in ``io.onnx_cache``):
-keyed by the weights' SHA-256, the card, the tile size and the exporter's versions.
+keyed by the weights' SHA-256, the card, the tile size and the exporter's versions. Only an export imports
+torch; running a cached one needs ONNX Runtime alone.
 """
 
 from __future__ import annotations
@@ -16,17 +17,17 @@ import json
 import math
 import warnings
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from terralearn import __version__
 from terralearn.config import OnnxConfig
 from terralearn.errors import PackageError
 from terralearn.io.atomic import atomic_file
 from terralearn.io.onnx_cache import cached_onnx
-from terralearn.models.segmentation import MULTIPLE, NO_ENCODER, PadToMultiple
+from terralearn.models.catalog import MULTIPLE, NO_ENCODER
 from terralearn.predict.loader import load_model
 
 OPSET = 17
@@ -46,6 +47,9 @@ def export_onnx(config: OnnxConfig) -> OnnxResult:
     """
     import onnx
     import onnxruntime as ort
+    import torch
+
+    from terralearn.models.segmentation import PadToMultiple
 
     package, size, tolerance = Path(config.package), config.size, config.tolerance
     loaded = load_model(package)
@@ -105,7 +109,7 @@ def cache_record(card: dict, size: tuple[int, int]) -> dict:
         "size": [int(v) for v in size],
         "opset": OPSET,
         "terralearn": __version__,
-        "torch": torch.__version__,
+        "torch": version("torch"),  # read without importing torch: a cached export runs without it
     }
 
 

@@ -9,6 +9,7 @@ top, as soon as no later tile covers them. ``classify`` streams the whole raster
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +30,17 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int | None) -> TileG
     overlap = tile // 4 if overlap is None else overlap
     sy, sx = max(1, th - min(overlap, th - 1)), max(1, tw - min(overlap, tw - 1))
     return TileGrid(width=width, height=height, tile_x=tw, tile_y=th, stride_x=sx, stride_y=sy)
+
+
+#: Pixels of tiles per inference batch by default: 32 tiles of 64 px. Small tiles in small batches leave the
+#: CPU idle between calls; measured on a U-Net / ResNet-18, 2 cores: 64-px tiles 2.0 us/px in batches of 8,
+#: 1.3-1.5 us/px in batches of 32.
+BATCH_PIXELS = 2**17
+
+
+def default_batch(tiles: TileGrid) -> int:
+    """Tiles per batch: ``BATCH_PIXELS`` of them, never fewer than 8."""
+    return max(8, BATCH_PIXELS // (tiles.tile_x * tiles.tile_y))
 
 
 def gdal_cache_bytes(stack: RasterStack, tile_height: int) -> int:
@@ -104,6 +116,36 @@ class WindowReader:
         return valid, done
 
 
+def _predicted(reader: WindowReader, backend: Backend, valids: dict[int, np.ndarray]):
+    """The ``(probabilities, keys)`` of the reader's batches in order; each strip's validity mask goes into
+    ``valids`` as it is read.
+
+    A backend with ``parallel`` > 1 (ONNX Runtime) runs that many batches at once, each on its share of the
+    cores, while this thread blends the finished ones: small tiles keep a core busier in a batch of their
+    own than shared with another core op by op (measured on a U-Net / ResNet-18 with 64-px tiles, 2 cores:
+    12 % more tiles per second).
+    """
+    depth = getattr(backend, "parallel", 1)
+    if depth <= 1:
+        for i, (valid, batches) in enumerate(reader):
+            valids[i] = valid
+            for tiles, keys in batches:
+                yield backend(tiles), keys
+        return
+    with ThreadPoolExecutor(depth, thread_name_prefix="predict") as pool:
+        pending: deque = deque()
+        for i, (valid, batches) in enumerate(reader):
+            valids[i] = valid
+            for tiles, keys in batches:
+                pending.append((pool.submit(backend, tiles), keys))
+                if len(pending) > depth:  # every worker busy and one batch waiting: take the oldest
+                    future, done = pending.popleft()
+                    yield future.result(), done
+        while pending:
+            future, done = pending.popleft()
+            yield future.result(), done
+
+
 @dataclass
 class Scores:
     """Final class scores of a band of a window's rows (views, valid until the next band is asked for)."""
@@ -127,23 +169,20 @@ def predict_window(reader: WindowReader, backend: Backend, n_classes: int, with_
                     top=int(rows[0]))  # fmt: skip
     finished = 0  # strips whose rows are taken
     blended = [0] * len(rows)  # tiles blended per strip
-    valids: dict[int, np.ndarray] = {}
-    for i, (valid, batches) in enumerate(reader):
-        valids[i] = valid
-        for tiles, keys in batches:
-            proba = backend(tiles)
-            for p, (s, j) in zip(proba, keys, strict=True):
-                mosaic.add(p, int(rows[s]), reader.offsets[j])
-                blended[s] += 1
-            while finished < len(rows) and blended[finished] == len(reader.offsets):
-                r = mosaic.top
-                end = int(rows[finished + 1]) if finished + 1 < len(rows) else int(rows[-1]) + th
-                sums, wsum = mosaic.take(end - r)
-                ok = valids.pop(finished)
-                finished += 1
-                a, b = max(r, top), min(end, bottom)
-                if a >= b:  # halo rows above or below the window
-                    continue
-                y, x = slice(a - r, b - r), slice(left, left + int(win.width))
-                yield Scores(Window(win.col_off, a, win.width, b - a), sums[:, y, x],
-                             None if wsum is None else wsum[y, x], ok[y, x])  # fmt: skip
+    valids: dict[int, np.ndarray] = {}  # validity masks of the strips read and not yet taken
+    for proba, keys in _predicted(reader, backend, valids):
+        for p, (s, j) in zip(proba, keys, strict=True):
+            mosaic.add(p, int(rows[s]), reader.offsets[j])
+            blended[s] += 1
+        while finished < len(rows) and blended[finished] == len(reader.offsets):
+            r = mosaic.top
+            end = int(rows[finished + 1]) if finished + 1 < len(rows) else int(rows[-1]) + th
+            sums, wsum = mosaic.take(end - r)
+            ok = valids.pop(finished)
+            finished += 1
+            a, b = max(r, top), min(end, bottom)
+            if a >= b:  # halo rows above or below the window
+                continue
+            y, x = slice(a - r, b - r), slice(left, left + int(win.width))
+            yield Scores(Window(win.col_off, a, win.width, b - a), sums[:, y, x],
+                         None if wsum is None else wsum[y, x], ok[y, x])  # fmt: skip

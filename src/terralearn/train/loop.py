@@ -17,8 +17,9 @@ from terralearn.config import UNLABELLED, TrainConfig
 from terralearn.errors import ConfigError
 from terralearn.geo.metrics import confusion_matrix, headline, metrics_from_confusion
 from terralearn.models.augment import augment_batch, mixup
+from terralearn.models.catalog import NO_ENCODER
 from terralearn.models.losses import build_loss, inverse_frequency_weights
-from terralearn.models.segmentation import NO_ENCODER, build_model, encoder_parameters
+from terralearn.models.segmentation import build_model, encoder_parameters
 from terralearn.train.data import TrainingData
 
 HIGHER_IS_BETTER = {"val_loss": False, "accuracy": True, "dice": True, "mean_iou": True}
