@@ -16,6 +16,7 @@ from terralearn.errors import OutputExistsError, RasterError
 from terralearn.export import export
 from terralearn.geo.blend import hann_weights
 from terralearn.io.maps import validate_cog
+from terralearn.io.package import read_card
 from terralearn.io.raster import CLASS_TABLE_TAG, read_class_table, write_raster
 from terralearn.predict import classify
 from terralearn.train import train
@@ -141,8 +142,9 @@ def test_hann_weights_are_centred_and_positive():
 
 def test_onnx_backend_matches_torch(package, tmp_path):
     src = image(tmp_path / "in.tif", make_grid())
-    a = run(package, [src], tmp_path / "torch.tif", tile_size=16, overlap=4, probabilities=True)
+    a = run(package, [src], tmp_path / "torch.tif", tile_size=16, overlap=4, backend="torch", probabilities=True)
     b = run(package, [src], tmp_path / "onnx.tif", tile_size=16, overlap=4, backend="onnx", probabilities=True)
+    assert (a.backend, b.backend) == ("torch", "onnx")
     with rasterio.open(a.out) as ma, rasterio.open(b.out) as mb, rasterio.open(a.probability) as pa:
         differ = ma.read(1) != mb.read(1)
         assert differ.mean() < 0.03
@@ -176,10 +178,11 @@ def test_a_cached_onnx_export_classifies_without_importing_torch(package, tmp_pa
         "except SystemExit as exc: assert not exc.code, exc.code\n"
         "print('@@', 'torch' in sys.modules, 'segmentation_models_pytorch' in sys.modules)"
     )
+    # the default backend (auto) runs the export that training cached
     args = ["classify", "-m", str(package), "-r", str(src), "-o", str(tmp_path / "again.tif"), "--tile-size", "16",
-            "--backend", "onnx", "--workspace", str(tmp_path)]  # fmt: skip
+            "--workspace", str(tmp_path)]  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
-    assert "@@ False False" in done.stdout, done.stdout + done.stderr
+    assert "@@ False False" in done.stdout and "ONNX Runtime" in done.stdout, done.stdout + done.stderr
     with rasterio.open(tmp_path / "first.tif") as a, rasterio.open(tmp_path / "again.tif") as b:
         assert (a.read(1) == b.read(1)).all()
 
@@ -219,6 +222,45 @@ def test_random_forest_packages_classify_too(package, tmp_path):
     with rasterio.open(result.out) as m:
         assert set(np.unique(m.read(1))) <= {0, 1, 2, 255}
     assert json.loads(json.dumps(result.class_pixels))
+
+
+def test_training_caches_the_onnx_export_that_classify_runs_by_default(package, tmp_path, monkeypatch):
+    import shutil
+
+    from terralearn.io.onnx_cache import onnx_cache_dir
+    from terralearn.predict import backends
+
+    assert [p.name[-10:] for p in onnx_cache_dir(package).glob("*.onnx")] == ["32x32.onnx"]  # 16-px chips, padded
+    src = image(tmp_path / "in.tif", make_grid())
+    assert run(package, [src], tmp_path / "a.tif", tile_size=16, overlap=4).backend == "onnx"
+    assert run(package, [src], tmp_path / "b.tif", tile_size=40).backend == "torch"  # no export for 64-px graphs
+    assert run(package, [src], tmp_path / "c.tif", tile_size=16, backend="torch").backend == "torch"
+    monkeypatch.setattr(backends, "_nvidia_driver", lambda: True)  # a GPU: PyTorch on CUDA (here: none, so CPU)
+    assert backends.choose_backend(ClassifyConfig.build(model=package, rasters=[src], out=tmp_path / "d.tif"),
+                                   read_card(package), (16, 16)) == "torch"  # fmt: skip
+    monkeypatch.undo()
+    bare = tmp_path / "bare"
+    shutil.copytree(package, bare, ignore=shutil.ignore_patterns(".onnx-cache"))
+    assert run(bare, [src], tmp_path / "e.tif", tile_size=16).backend == "torch"
+
+
+def test_a_failed_onnx_export_leaves_a_working_package_and_says_so(tmp_path, monkeypatch):
+    from terralearn.io.onnx_cache import onnx_cache_dir
+    from terralearn.predict import onnx as deploy
+
+    def broken(*args):
+        raise RuntimeError("unsupported operator")
+
+    monkeypatch.setattr(deploy, "cache_default_export", broken)
+    raster, labels, _ = make_scene(tmp_path)
+    export(ExportConfig.build(rasters=[raster], labels=labels, class_field="code", tile_size_x=16, tile_size_y=16,
+                              out=tmp_path / "chips"))  # fmt: skip
+    result = train(TrainConfig.build(chips=tmp_path / "chips", out=tmp_path / "model", model="tiny", epochs=1,
+                                     baseline=False, workspace=tmp_path))  # fmt: skip
+    note = next(w for w in result.warnings if w["code"] == "onnx_export")
+    assert "unsupported operator" in note["message"] and "PyTorch" in note["fix"]
+    assert not onnx_cache_dir(result.package).exists()
+    assert run(result.package, [raster], tmp_path / "map.tif").backend == "torch"
 
 
 def test_onnx_export_is_cached_keyed_and_checked(package, tmp_path, monkeypatch):

@@ -126,7 +126,7 @@ def test_manifest_and_tile_index(scene, tmp_path):
     out = tmp_path / "out"
     result = run(raster, labels, out, class_name_field="name")
     m = read_manifest(out)
-    assert m["schema_version"] == 1 and m["format"] == "classified_tiles"
+    assert m["schema_version"] == 2 and m["task"] == "pixel_classification" and m["format"] == "classified_tiles"
     assert m["band_count"] == 3 and m["grid"]["epsg"] == 32631
     assert m["inputs"]["rasters"][0]["sha256"] and m["inputs"]["labels"]["sha256"]
     assert m["unlabelled_value"] == 255 and m["parameters"]["tile_size_x"] == 16

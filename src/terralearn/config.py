@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from terralearn.errors import ConfigError, format_validation_error
+from terralearn.tasks import TASKS
 
 SCHEMA_VERSION = 1
 
@@ -23,7 +24,8 @@ UNLABELLED = 255
 Resampling = Literal["auto", "nearest", "bilinear", "cubic", "average", "mode", "max", "min"]
 SplitMethod = Literal["auto", "polygons", "blocks", "random"]
 OutputTiles = Literal["features_only", "all"]
-ChipFormat = Literal["classified_tiles"]
+ChipFormat = Literal["classified_tiles", "pascal_voc", "kitti", "coco"]
+TaskName = Literal["pixel_classification", "detection"]
 InvalidGeometries = Literal["fix", "drop"]
 
 
@@ -111,7 +113,7 @@ class CheckConfig(StageConfig):
     val_fraction: float = Field(0.2, ge=0, lt=1, description="Fraction of the labels held out for validation.")
     seed: int = Field(0, description="Seed of the split and of any other random choice.")
     block_size: int | None = Field(
-        None, gt=0, description="Block side in pixels for split='blocks'; default four tile sizes."
+        None, gt=0, description="Block side in pixels for split='blocks'; default four tile sizes (two for detection)."
     )
 
     @model_validator(mode="after")
@@ -156,8 +158,28 @@ class ExportConfig(CheckConfig):
     max_nodata_fraction: float = Field(
         0.5, ge=0, le=1, description="Skip chips with more than this fraction of nodata pixels (typical 0-0.5)."
     )
-    metadata_format: ChipFormat = Field(
-        "classified_tiles", description="Chip layout: 'classified_tiles' (image chip + label mask chip)."
+    task: TaskName = Field(
+        "pixel_classification",
+        description="What the chips teach: pixel_classification (a class per pixel) or detection (boxes).",
+    )
+    metadata_format: ChipFormat | None = Field(
+        None,
+        description="Chip layout: 'classified_tiles' (image chip + label mask chip) for pixel classification; "
+        "'pascal_voc' (one XML per chip), 'kitti' (rectangles) or 'coco' (one JSON) for detection. "
+        "Default: the task's first.",
+    )
+    min_visible: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Detection: an object counts in a chip when at least this fraction of its area is inside "
+        "(typical 0.8); objects cut by the chip edge are flagged truncated.",
+    )
+    empty_ratio: float = Field(
+        0.0,
+        ge=0,
+        description="Detection with features_only: also keep this many chips without objects per chip with "
+        "objects (e.g. 0.2), drawn at random, so the detector sees background too.",
     )
     compress: bool = Field(True, description="Deflate-compress chips of 64x64 pixels or more.")
     overwrite: bool = Field(False, description="Replace the output folder if it exists.")
@@ -168,6 +190,18 @@ class ExportConfig(CheckConfig):
     @property
     def stride(self) -> tuple[int, int]:
         return (self.stride_x or self.tile_size_x, self.stride_y or self.tile_size_y)
+
+    @property
+    def layout(self) -> str:
+        """The chip layout written: the one asked for, else the task's default."""
+        return self.metadata_format or TASKS[self.task].label_formats[0]
+
+    @model_validator(mode="after")
+    def _layout_fits_the_task(self):
+        formats = TASKS[self.task].label_formats
+        if self.layout not in formats:
+            raise ValueError(f"the chip layout {self.layout!r} is not one for {self.task}: use {', '.join(formats)}")
+        return self
 
 
 __all__ = [
@@ -182,7 +216,16 @@ __all__ = [
 Architecture = Literal[
     "unet", "unetplusplus", "deeplabv3", "deeplabv3plus", "pspnet", "fpn", "linknet", "manet", "upernet",
     "segformer", "tiny", "cnn_s", "cnn_m", "random_forest", "auto",
+    # object detectors (``terralearn.models.detection.DETECTORS``)
+    "faster_rcnn_resnet18_fpn", "faster_rcnn_resnet34_fpn", "faster_rcnn_resnet50_fpn", "faster_rcnn_mobilenet_v3_fpn",
+    "retinanet_resnet18_fpn", "fcos_resnet18_fpn", "ssdlite_mobilenet_v3",
 ]  # fmt: skip
+#: The architectures that are object detectors (the others are pixel classifiers).
+DETECTOR_NAMES: tuple[str, ...] = (
+    "faster_rcnn_resnet18_fpn", "faster_rcnn_resnet34_fpn", "faster_rcnn_resnet50_fpn", "faster_rcnn_mobilenet_v3_fpn",
+    "retinanet_resnet18_fpn", "fcos_resnet18_fpn", "ssdlite_mobilenet_v3",
+)  # fmt: skip
+DetectorPreset = Literal["auto", "cpu", "full"]
 #: The candidates of ``--model auto``, in the order they are tried (the forest first: fast, and the bar to beat).
 Candidate = Literal["random_forest", "cnn_s", "cnn_m"]
 CANDIDATES: tuple[str, ...] = ("random_forest", "cnn_s", "cnn_m")
@@ -204,7 +247,9 @@ class TrainConfig(StageConfig):
         description="auto (default): choose among the random forest and small CNNs by grouped cross-validation "
         "on held-out polygons, within --time-budget, then refit on every label. Or exactly: unet, unetplusplus, "
         "deeplabv3, deeplabv3plus, pspnet, fpn, linknet, manet, upernet, segformer; cnn_s, cnn_m (small dilated "
-        "CNNs); tiny (two-layer CNN, for quick looks); random_forest (per-pixel baseline).",
+        "CNNs); tiny (two-layer CNN, for quick looks); random_forest (per-pixel baseline). On a detection chip set, "
+        "auto is faster_rcnn_resnet18_fpn; or faster_rcnn_resnet34_fpn, faster_rcnn_resnet50_fpn, "
+        "faster_rcnn_mobilenet_v3_fpn, retinanet_resnet18_fpn, fcos_resnet18_fpn, ssdlite_mobilenet_v3.",
     )
     time_budget: float = Field(
         600.0, ge=30, description="--model auto: seconds the whole selection may take (cross-validation and refit)."
@@ -266,6 +311,23 @@ class TrainConfig(StageConfig):
     )
     baseline: bool = Field(True, description="Also train the per-pixel random-forest baseline on the same chips.")
     trees: int = Field(100, gt=0, description="Random forest: number of trees.")
+    detector_preset: DetectorPreset = Field(
+        "auto",
+        description="Detection: cpu (fewer region proposals and sampled regions: trains in minutes on a laptop), "
+        "full (torchvision's defaults), or auto (cpu on the CPU, full on a GPU).",
+    )
+    anchor_sizes: list[int] | None = Field(
+        None,
+        min_length=5,
+        max_length=5,
+        description="Detection: five anchor sides in pixels, one per pyramid level (default 8-128 px from 128 px "
+        "chips up, 4-64 px below: aerial objects keep their size in pixels).",
+    )
+    onnx: bool = Field(
+        True,
+        description="Also export the network to ONNX into the package's cache: classify on a CPU then runs it "
+        "without loading PyTorch (about 2 s more for a U-Net / ResNet-18).",
+    )
     device: Device = Field("auto", description="cuda when available (mixed precision), else cpu.")
     seed: int = Field(0, description="Seed of initialisation, sampling and augmentation.")
     overwrite: bool = Field(False, description="Replace the output package if it exists.")
@@ -322,7 +384,7 @@ class ReportConfig(StageConfig):
     workspace: WorkspaceField = None
 
 
-Backend = Literal["torch", "onnx"]
+Backend = Literal["auto", "torch", "onnx"]
 
 
 class ClassifyConfig(StageConfig):
@@ -351,7 +413,11 @@ class ClassifyConfig(StageConfig):
     )
     aoi: Path | None = Field(None, description="Area-of-interest polygons: pixels outside are nodata.")
     probabilities: bool = Field(False, description="Also write the winning class's probability (uint8 0-100).")
-    backend: Backend = Field("torch", description="Inference backend: torch (CPU or CUDA) or onnx (ONNX Runtime, CPU).")
+    backend: Backend = Field(
+        "auto",
+        description="Inference backend: torch (CPU or CUDA), onnx (ONNX Runtime, CPU), or auto: onnx on a CPU when "
+        "the package holds a current ONNX export for the tile size (training makes one), else torch.",
+    )
     check_band_names: bool = Field(
         True, description="Refuse rasters whose band names differ from the model's (off: only the count must match)."
     )
@@ -401,3 +467,121 @@ class DemoConfig(StageConfig):
     )
     model: Architecture = Field("auto", description="Model trained (auto: chosen by cross-validation).")
     workspace: WorkspaceField = None
+
+
+class DetectionEvaluateConfig(StageConfig):
+    """Stage 4 for detections: detected boxes + reference objects -> AP, precision, recall and a report."""
+
+    prediction: Path = Field(
+        ..., description="Detections GeoPackage written by `terralearn detect` (fields class_value, class_name, score)."
+    )
+    reference: Path = Field(
+        ..., description="Reference objects: polygons, boxes or points with a class field (any CRS; reprojected)."
+    )
+    class_field: str | None = Field(
+        None,
+        description="Reference field holding the class values or names (default: every reference object is of the "
+        "detections' only class).",
+    )
+    out: Path = Field(..., description="Output folder: metrics.json, pr_curves.png, seams.png, report.html.")
+    min_iou: float = Field(
+        0.5, gt=0, le=1, description="Intersection over union at which a detection matches a reference object."
+    )
+    score_threshold: float = Field(
+        0.0, ge=0, le=1, description="Precision, recall, F1 and the counts use the detections scoring at least this."
+    )
+    aoi: Path | None = Field(
+        None, description="Area-of-interest polygons: only detections and objects whose centre lies inside count."
+    )
+    point_radius: float | None = Field(
+        None, gt=0, description="Point references: half-side in map units of the box drawn around each point."
+    )
+    raster: Path | None = Field(
+        None,
+        description="Raster the detections were made on, for the tile grid of the seam analysis (default: the grid "
+        "recorded in the detections file).",
+    )
+    tile_size: int | None = Field(
+        None,
+        gt=0,
+        description="Tile side in pixels used to detect, for the seam analysis (default: the one recorded in the "
+        "detections file; none: no seam analysis).",
+    )
+    overlap: int | None = Field(
+        None, ge=0, description="Overlap between tiles in pixels, for the seam analysis (default: recorded, else 0)."
+    )
+    overwrite: bool = Field(False, description="Replace the output folder if it exists.")
+
+    @classmethod
+    def _stage_name(cls) -> str:
+        return "evaluate"
+
+
+MergeMethod = Literal["nms", "nmm", "greedy_nmm"]
+MatchMetric = Literal["iou", "ios"]
+
+
+class DetectConfig(StageConfig):
+    """Stage 3 for detection: a detection package + raster(s) -> a GeoPackage of boxes with class and score."""
+
+    model: Path = Field(..., description="Detection model package folder or .zip written by `terralearn train`.")
+    rasters: list[Path] = Field(
+        ..., min_length=1, description="Rasters stacked as at export, in the same order (band names are checked)."
+    )
+    out: Path = Field(..., description="Output GeoPackage (.gpkg): layer 'detections', one box per object.")
+    resampling: list[Resampling] = Field(
+        default_factory=lambda: ["auto"], description="Resampling of rasters on another grid, as at export."
+    )
+    tile_size: int | None = Field(
+        None,
+        ge=32,
+        description="Tile side in pixels (default: the training chip size; larger tiles run fewer, bigger passes).",
+    )
+    overlap: int | None = Field(
+        None,
+        ge=0,
+        description="Overlap between tiles in pixels (default: a quarter of the tile, raised to the largest anchor "
+        "size of the model so that the largest objects it targets fit whole in one tile, at most half the tile).",
+    )
+    batch_size: int | None = Field(None, gt=0, description="Tiles per inference batch (default: 4, 16 on CUDA).")
+    threshold: float = Field(0.3, ge=0, le=1, description="Confidence: detections scoring below are dropped.")
+    nms_overlap: float = Field(
+        0.5, ge=0, le=1, description="Two detections match (duplicates across a seam) above this overlap."
+    )
+    merge: MergeMethod = Field(
+        "nms",
+        description="How duplicates across tile seams merge: nms keeps the best box; nmm joins every chain of "
+        "matching boxes into their envelope; greedy_nmm lets the best box absorb its matches (a cut box grows whole).",
+    )
+    match_metric: MatchMetric = Field(
+        "iou", description="Overlap measure for matches: iou, or ios (intersection over the smaller box)."
+    )
+    class_agnostic: bool = Field(False, description="Match boxes of different classes too (one object, one box).")
+    exclude_padding: bool = Field(
+        True,
+        description="Drop detections whose centre lies in a tile's overlap margin shared with a neighbour tile "
+        "(each tile keeps its central part: cut boxes at tile edges never reach the merge).",
+    )
+    tta: bool = Field(False, description="Test-time augmentation: also detect on flips, un-flip and merge (4x slower).")
+    aoi: Path | None = Field(
+        None, description="Area-of-interest polygons: tiles outside are skipped, detections centred outside dropped."
+    )
+    check_band_names: bool = Field(
+        True, description="Refuse rasters whose band names differ from the model's (off: only the count must match)."
+    )
+    device: Device = Field("auto", description="cuda when available, else cpu.")
+    overwrite: bool = Field(False, description="Replace the output if it exists.")
+    workspace: WorkspaceField = None
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.out.suffix.lower() != ".gpkg":
+            raise ValueError(f"the output must be a GeoPackage ending in .gpkg, not '{self.out}'")
+        if len(self.resampling) not in (1, len(self.rasters)):
+            raise ValueError(
+                f"give one resampling method for all rasters or one per raster ({len(self.rasters)}), "
+                f"not {len(self.resampling)}"
+            )
+        if self.tile_size is not None and self.overlap is not None and self.overlap >= self.tile_size // 2 + 1:
+            raise ValueError(f"overlap ({self.overlap}) must be at most half of tile_size ({self.tile_size})")
+        return self

@@ -58,6 +58,13 @@ class ExportResult:
 def export(config: ExportConfig, progress: Progress | None = None) -> ExportResult:
     """Check the inputs, then write the chip set. Raises ChecksFailedError if a check finds an error."""
     registry = None if config.workspace is None else Registry(config.workspace)
+    if config.task == "detection":  # the task's own export: boxes, not label masks (tasks/detection.py)
+        from terralearn.tasks.detection import export_detection
+
+        result = export_detection(config, progress)
+        if registry is not None:
+            registry.record_chipset(result)
+        return result
     ensure_can_write_dir(config.out, config.overwrite)
     report = run_checks(config)  # with the export's split and stride
     if report.errors:
@@ -83,7 +90,7 @@ def export(config: ExportConfig, progress: Progress | None = None) -> ExportResu
                                              stack.band_names, config.compress)  # fmt: skip
             label_writer = GeoTiffChipWriter(grid.crs, grid.res, np.uint8, 1, UNLABELLED, ["class"], config.compress,
                                              colormap=colormap)  # fmt: skip
-            writer = CHIP_FORMATS[config.metadata_format](tmp, image_writer, label_writer)
+            writer = CHIP_FORMATS[config.layout](tmp, image_writer, label_writer)
             stats = BandStats(stack.count)
             try:
                 done = 0
@@ -214,7 +221,7 @@ def _manifest(config, inputs, labels, census, stack, stats, records, findings) -
     return {
         "schema_version": CHIPSET_SCHEMA_VERSION,
         "kind": "terralearn.chipset",
-        "format": config.metadata_format,
+        "format": config.layout,
         "task": "pixel_classification",
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "terralearn_version": __version__,

@@ -9,6 +9,8 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+from terralearn.tasks import DEFAULT_TASK, TASKS
+
 DB_NAME = "terralearn.db"
 
 _SCHEMA = """
@@ -69,13 +71,19 @@ _ADDED_RUN_COLUMNS = {
     "eval_reference": "TEXT",
     "selection": "TEXT",
     "cv_spread": "REAL",
+    # any task (tasks.TASKS): the task, and the value of its headline metric, by which runs of all tasks rank
+    "task": "TEXT",
+    "headline_metric": "TEXT",
+    "headline": "REAL",
+    "map50": "REAL",
+    "map": "REAL",
 }
 
 #: Columns shown by `terralearn runs`, in order.
 RUN_COLUMNS = [
-    "id", "created", "name", "status", "architecture", "backbone", "bands", "pixel_size", "chip_size", "epochs_set",
+    "id", "created", "name", "status", "task", "architecture", "backbone", "bands", "pixel_size", "chip_size", "epochs_set",
     "epochs_run", "best_epoch", "training_seconds", "model_size_mb", "accuracy", "dice", "mean_iou",
-    "baseline_accuracy", "selection", "cv_spread", "device", "chip_set_fingerprint", "per_class_iou", "eval_accuracy", "eval_kappa",
+    "map50", "map", "headline_metric", "headline", "baseline_accuracy", "selection", "cv_spread", "device", "chip_set_fingerprint", "per_class_iou", "eval_accuracy", "eval_kappa",
     "eval_mean_iou", "package",
 ]  # fmt: skip
 
@@ -199,9 +207,16 @@ def _sql(value):
 
 
 def _live_status(row: dict) -> dict:
-    """A run still marked running whose process is gone was killed: show it as interrupted."""
+    """A run still marked running whose process is gone was killed: show it as interrupted. Its task and headline
+    are filled in for runs recorded before tasks were (pixel classification, ranked by mean IoU)."""
     if row.get("status") == "running" and row.get("pid") and not pid_alive(row["pid"]):
         row["status"] = "interrupted"
+    task = TASKS.get(row.get("task") or DEFAULT_TASK)
+    row["task"] = row.get("task") or DEFAULT_TASK
+    if task is not None:
+        row["headline_metric"] = row.get("headline_metric") or task.headline
+        if row.get("headline") is None:
+            row["headline"] = row.get(task.headline)
     return row
 
 

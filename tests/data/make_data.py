@@ -94,3 +94,33 @@ def random_polygons(grid: Grid, n: int, seed: int, classes=(1, 2, 3), max_size=8
         geoms.append(pixel_box(grid, c0, r0, c0 + w, r0 + h))
         values.append(int(rng.choice(classes)))
     return gpd.GeoDataFrame({"code": values}, geometry=geoms, crs=grid.crs)
+
+
+def make_objects_scene(folder: Path, bands: int = 4, size: int = 128, n: int = 24, seed: int = 0,
+                       dtype="uint16", res: float = 0.5):  # fmt: skip
+    """A detection scene: ``size`` px square, ``bands`` bands of seeded noise with ``n`` bright, non-overlapping
+    squares (6-12 px) whose polygons are labelled by class: ``car`` (bright in band 1) or ``boat`` (bright in the
+    last band). Returns (raster, labels, grid, boxes in pixels (n, 4) xyxy, class names)."""
+    folder = Path(folder)
+    rng = np.random.default_rng(seed)
+    grid = make_grid(width=size, height=size, res=res)
+    data = rng.normal(200, 20, (bands, size, size))
+    taken = np.zeros((size, size), bool)
+    boxes, names, geoms = [], [], []
+    while len(boxes) < n:
+        s = int(rng.integers(6, 13))
+        c0, r0 = (int(v) for v in rng.integers(1, size - s - 1, 2))
+        if taken[max(r0 - 2, 0) : r0 + s + 2, max(c0 - 2, 0) : c0 + s + 2].any():
+            continue
+        taken[r0 : r0 + s, c0 : c0 + s] = True
+        kind = "car" if len(boxes) % 2 == 0 else "boat"
+        data[0 if kind == "car" else bands - 1, r0 : r0 + s, c0 : c0 + s] += 600
+        data[:, r0 : r0 + s, c0 : c0 + s] += 150
+        boxes.append([c0, r0, c0 + s, r0 + s])
+        names.append(kind)
+        geoms.append(pixel_box(grid, c0, r0, c0 + s, r0 + s))
+    raster = folder / "objects.tif"
+    write_raster(raster, np.clip(data, 0, 65535).astype(dtype), grid)
+    labels = folder / "objects.gpkg"
+    write_vector(gpd.GeoDataFrame({"kind": names}, geometry=geoms, crs=grid.crs), labels, layer="objects")
+    return raster, labels, grid, np.array(boxes, dtype=float), names

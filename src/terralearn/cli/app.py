@@ -8,6 +8,7 @@ from terralearn import __version__
 from terralearn.cli.check import check
 from terralearn.cli.classify import classify
 from terralearn.cli.demo import demo
+from terralearn.cli.detect import detect
 from terralearn.cli.evaluate import evaluate
 from terralearn.cli.export import export
 from terralearn.cli.onnx import export_onnx
@@ -51,6 +52,7 @@ app.command("export-onnx", help="Export a model package to ONNX with its model c
     export_onnx
 )
 app.command("classify", help="Classify whole rasters with a model package into a georeferenced, styled map.")(classify)
+app.command("detect", help="Detect objects in whole rasters with a detection package into a styled GeoPackage.")(detect)
 app.command("evaluate", help="Accuracy of a classified map against reference data: scores, areas with CIs, report.")(
     evaluate
 )

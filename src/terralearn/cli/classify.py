@@ -12,6 +12,9 @@ from terralearn.config import Backend, ClassifyConfig, Device
 C = ClassifyConfig
 
 
+BACKEND_WORDS = {"torch": "PyTorch", "onnx": "ONNX Runtime", "forest": "random forest"}
+
+
 @handle_errors
 def classify(
     model: Annotated[Path, option(C, "model", "--model", "-m")],
@@ -61,7 +64,7 @@ def classify(
     area = f", {approx}{result.area_km2:,.1f} km²" if result.area_km2 is not None else ""
     console.print(
         f"Classified {result.pixels:,} pixels{area} in {result.seconds:.1f} s "
-        f"({result.pixels / max(result.seconds, 1e-9):,.0f} pixels/s).\n"
+        f"({result.pixels / max(result.seconds, 1e-9):,.0f} pixels/s, {BACKEND_WORDS[result.backend]}).\n"
         f"Map:             {result.out} (Cloud-Optimized GeoTIFF{'' if result.cog_valid else ', NOT valid'})\n"
         f"QGIS style:      {result.qml}\nAttribute table: {result.attribute_table}"
         + (f"\nProbability:     {result.probability}" if result.probability else ""),

@@ -7,11 +7,11 @@ from typing import Annotated
 
 from terralearn.cli._common import Debug, Workspace, console, handle_errors, progress_bar
 from terralearn.cli._options import given, option
-from terralearn.config import EvaluateConfig
+from terralearn.config import DetectionEvaluateConfig, EvaluateConfig
 from terralearn.errors import ConfigError
 from terralearn.runs import resolve_workspace
 
-C = EvaluateConfig
+C, D = EvaluateConfig, DetectionEvaluateConfig
 
 
 def _help(name: str) -> str:
@@ -59,11 +59,20 @@ def evaluate(
             C, "area_adjusted", "--no-area-adjusted", help="Skip the area-adjusted estimates (Olofsson et al. 2014)."
         ),
     ] = False,
+    min_iou: Annotated[float | None, option(D, "min_iou", "--min-iou")] = None,
+    aoi: Annotated[Path | None, option(D, "aoi", "--aoi")] = None,
+    point_radius: Annotated[float | None, option(D, "point_radius", "--point-radius")] = None,
     overwrite: Annotated[bool, option(C, "overwrite", "--overwrite")] = False,
     workspace: Workspace = None,
     debug: Debug = False,
 ) -> None:
-    """Accuracy assessment of a classified map: confusion matrix, scores, area-adjusted areas, HTML report."""
+    """Accuracy assessment of a classified map (confusion matrix, scores, area-adjusted areas) or of detections
+    (a .gpkg from `terralearn detect`: per-class precision, recall, F1 and AP, mAP), with an HTML report."""
+    if Path(prediction).suffix.lower() == ".gpkg":  # detections: the detection evaluator
+        _detections(given(prediction=prediction, reference=reference, class_field=class_field, out=out,
+                          min_iou=min_iou, aoi=aoi, point_radius=point_radius, overwrite=overwrite,
+                          raster=image[0] if image else None))  # fmt: skip
+        return
     config = EvaluateConfig.build(**given(
         prediction=prediction, reference=reference, class_field=class_field, out=out,
         image=list(image) if image else None, rgb_bands=parse_bands(rgb_bands),
@@ -92,3 +101,19 @@ def evaluate(
         )
     console.print(f"Metrics: {result.metrics_json}", highlight=False)
     console.print(f"Report: {result.report}", highlight=False)
+
+
+def _detections(settings: dict) -> None:
+    from terralearn.evaluate.detection_stage import evaluate_detections
+
+    result = evaluate_detections(DetectionEvaluateConfig.build(**settings))
+    for w in result.warnings:
+        console.print(f"[yellow]Warning:[/] {w['message'] if isinstance(w, dict) else w}", highlight=False)
+    m = result.metrics
+    console.print(f"mAP@0.5 {_score(m['map50'])}, COCO mAP@[.5:.95] {_score(m['map'])} at min IoU {m['min_iou']:g}.",
+                  highlight=False)  # fmt: skip
+    for row in m["per_class"]:
+        console.print(f"  {row['class_name']}: precision {_score(row['precision'])}, recall {_score(row['recall'])}, "
+                      f"F1 {_score(row['f1'])}, AP {_score(row['ap'])} (TP {row['tp']}, FP {row['fp']}, FN {row['fn']})",
+                      highlight=False)  # fmt: skip
+    console.print(f"Metrics: {result.metrics_json}\nReport: {result.report}", highlight=False)

@@ -10,7 +10,7 @@ import typer
 from terralearn.cli import _inputs as opt
 from terralearn.cli._common import Debug, Workspace, console, handle_errors, print_findings, progress_bar
 from terralearn.cli._options import given, option
-from terralearn.config import ChipFormat, ExportConfig, OutputTiles, SplitMethod
+from terralearn.config import ChipFormat, ExportConfig, OutputTiles, SplitMethod, TaskName
 from terralearn.runs import resolve_workspace
 
 E = ExportConfig
@@ -21,6 +21,7 @@ def export(
     raster: opt.Rasters,
     labels: opt.Labels,
     out: Annotated[Path, option(E, "out", "--out", "-o")],
+    task: Annotated[TaskName | None, option(E, "task", "--task")] = None,
     class_field: opt.ClassField = None,
     class_name_field: opt.ClassNameField = None,
     class_value: opt.ClassValue = None,
@@ -36,6 +37,8 @@ def export(
         float | None, option(E, "min_polygon_overlap_ratio", "--min-polygon-overlap")
     ] = None,
     max_nodata: Annotated[float | None, option(E, "max_nodata_fraction", "--max-nodata")] = None,
+    min_visible: Annotated[float | None, option(E, "min_visible", "--min-visible")] = None,
+    empty_ratio: Annotated[float | None, option(E, "empty_ratio", "--empty-ratio")] = None,
     metadata_format: Annotated[ChipFormat | None, option(E, "metadata_format", "--format")] = None,
     split: Annotated[SplitMethod | None, option(E, "split", "--split")] = None,
     val_fraction: Annotated[float | None, option(E, "val_fraction", "--val-fraction")] = None,
@@ -51,7 +54,8 @@ def export(
     workspace: Workspace = None,
     debug: Debug = False,
 ) -> None:
-    """Export training chips (image + label mask) with a spatially honest train/validation split."""
+    """Export training chips (image + label mask, or image + boxes with --task detection) with a spatially honest
+    train/validation split."""
     root = resolve_workspace(workspace)
     config = ExportConfig.build(
         **opt.input_settings(
@@ -59,7 +63,7 @@ def export(
             resampling, buffer_radius, mask, invalid_geometries, background_class,
         ),
         **given(
-            out=out, stride_x=stride_x or stride, stride_y=stride_y or stride, output_tiles=output_tiles,
+            out=out, task=task, min_visible=min_visible, empty_ratio=empty_ratio, stride_x=stride_x or stride, stride_y=stride_y or stride, output_tiles=output_tiles,
             min_polygon_overlap_ratio=min_polygon_overlap, max_nodata_fraction=max_nodata,
             metadata_format=metadata_format, split=split, val_fraction=val_fraction, block_size=block_size, seed=seed,
             compress=False if no_compress else None, overwrite=overwrite, workspace=root,
@@ -74,8 +78,9 @@ def export(
     if shown:
         print_findings(shown)
     m = result.manifest
+    objects = f", {sum(m['objects']['in_chips']):,} objects" if m["task"] == "detection" else ""
     console.print(
         f"Wrote {result.chips} chips ({result.train_chips} train, {result.val_chips} validation; "
         f"split by {m['split']['method']}) of {m['band_count']} bands and {len(m['classes'])} classes to "
-        f"{result.out} in {result.seconds:.1f} s ({result.chips_per_second:.0f} chips/s)."
+        f"{result.out}{objects} in {result.seconds:.1f} s ({result.chips_per_second:.0f} chips/s)."
     )

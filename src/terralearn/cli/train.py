@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from terralearn.cli._common import Debug, Workspace, console, err_console, handle_errors
 from terralearn.cli._options import given, option
-from terralearn.config import Architecture, Device, Loss, Monitor, TrainConfig, Weights
+from terralearn.config import Architecture, DetectorPreset, Device, Loss, Monitor, TrainConfig, Weights
 
 
 def print_epoch(row: dict, out=None) -> None:
@@ -18,9 +18,13 @@ def print_epoch(row: dict, out=None) -> None:
         return "-" if v is None else f"{v:.3f}"
 
     best = " best" if row["best_epoch"] == row["epoch"] else ""
+    if "map50" in row:  # a detector
+        scores = f"loss {fmt(row['train_loss'])}  val mAP50 {fmt(row['map50'])}  mAP {fmt(row['map'])}"
+    else:
+        scores = (f"loss {fmt(row['train_loss'])} / val {fmt(row['val_loss'])}  acc {fmt(row['accuracy'])}  "
+                  f"dice {fmt(row['dice'])}  mIoU {fmt(row['mean_iou'])}")  # fmt: skip
     (out or err_console).print(
-        f"epoch {row['epoch']:>3}/{row['epochs']}  loss {fmt(row['train_loss'])} / val {fmt(row['val_loss'])}  "
-        f"acc {fmt(row['accuracy'])}  dice {fmt(row['dice'])}  mIoU {fmt(row['mean_iou'])}  {row['seconds']:.1f}s{best}",
+        f"epoch {row['epoch']:>3}/{row['epochs']}  {scores}  {row['seconds']:.1f}s{best}",
         highlight=False,
         soft_wrap=True,
     )
@@ -64,10 +68,29 @@ def epoch_bar():
             progress.update(task, scores=_STAGES.get(row["stage"], ""))
             return
         print_epoch(row, out)
-        progress.update(task, completed=row["epoch"], total=row["epochs"],
-                        scores=f"val loss {row['val_loss'] or float('nan'):.3f}  mIoU {row['mean_iou'] or 0:.3f}")  # fmt: skip
+        if "map50" in row:
+            scores = f"val mAP50 {row['map50']:.3f}"
+        else:
+            scores = f"val loss {row['val_loss'] or float('nan'):.3f}  mIoU {row['mean_iou'] or 0:.3f}"
+        progress.update(task, completed=row["epoch"], total=row["epochs"], scores=scores)
 
     return progress, on_epoch
+
+
+def _score(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _ints(text: str | None, name: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        from terralearn.errors import ConfigError
+
+        raise ConfigError(f"{name} '{text}' is not a comma list of whole numbers.",
+                          f"Write e.g. {name} 8,16,32,64,128.") from None  # fmt: skip
 
 
 @handle_errors
@@ -114,6 +137,22 @@ def train(
     ignore_class: Annotated[list[str] | None, option(TrainConfig, "ignore_classes", "--ignore-class")] = None,
     no_baseline: Annotated[bool, typer.Option("--no-baseline", help="Skip the random-forest baseline.")] = False,
     trees: Annotated[int | None, option(TrainConfig, "trees", "--trees")] = None,
+    no_onnx: Annotated[
+        bool, typer.Option("--no-onnx", help="Skip the ONNX export that speeds up classify on a CPU.")
+    ] = False,
+    detector_preset: Annotated[
+        DetectorPreset | None, option(TrainConfig, "detector_preset", "--detector-preset")
+    ] = None,
+    anchor_sizes: Annotated[
+        str | None,
+        option(
+            TrainConfig,
+            "anchor_sizes",
+            "--anchor-sizes",
+            help="Detection: five anchor sides in pixels, one per feature level, as a comma list (e.g. "
+            "8,16,32,64,128). [default: from the chip size]",
+        ),
+    ] = None,
     device: Annotated[Device | None, option(TrainConfig, "device", "--device")] = None,
     seed: Annotated[int | None, option(TrainConfig, "seed", "--seed")] = None,
     name: Annotated[str | None, option(TrainConfig, "name", "--name")] = None,
@@ -124,7 +163,7 @@ def train(
     workspace: Workspace = None,
     debug: Debug = False,
 ) -> None:
-    """Train a pixel classifier (or the random-forest baseline), package it and record the run."""
+    """Train a pixel classifier (or the random-forest baseline) or a detector, package it and record the run."""
     from terralearn.train import train as run_train
 
     if resume_run is not None:  # the run's saved settings apply; the other options are not read
@@ -141,7 +180,9 @@ def train(
             monitor=monitor, freeze_backbone=freeze_backbone, augment=kinds, chip_size=chip_size,
             loss="focal" if focal_loss and loss in (None, "ce") else loss, focal_gamma=focal_gamma,
             class_balancing=class_balancing, oversample=oversample, mixup=mixup, ignore_classes=ignore_class,
-            baseline=False if no_baseline else None, trees=trees, device=device, seed=seed, name=name,
+            baseline=False if no_baseline else None, trees=trees, onnx=False if no_onnx else None, device=device, seed=seed,
+            detector_preset=detector_preset, anchor_sizes=_ints(anchor_sizes, "--anchor-sizes"),
+            name=name,
             overwrite=overwrite, workspace=workspace,
         ))  # fmt: skip
     bar, on_epoch = epoch_bar()
@@ -157,7 +198,11 @@ def train(
         raise typer.Exit(130)
     m = result.metrics
     selection = result.card.get("selection")
-    if selection:
+    if result.card.get("task") == "detection":
+        line = (f"Run {result.run_id} {result.status}: {result.card['architecture']} on the held-out blocks: "
+                f"mAP50 {_score(m['map50'])}, mAP {_score(m['map'])} ({m['val_objects']} objects in "
+                f"{m['val_chips']} validation chips)")  # fmt: skip
+    elif selection:
         console.print(selection["reason"], highlight=False, soft_wrap=True)
         line = (f"Run {result.run_id} {result.status}: chose {selection['chosen']}; cross-validated on held-out "
                 f"polygons: accuracy {m['accuracy']:.1%}, Dice {m['dice']:.3f}, mIoU {m['mean_iou']:.3f}")  # fmt: skip

@@ -109,3 +109,16 @@ def block_windows(width: int, height: int, block: int = 1024) -> Iterator[Window
     for row in range(0, height, block):
         for col in range(0, width, block):
             yield Window(col, row, min(block, width - col), min(block, height - row))
+
+
+def central_zones(starts: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(lo, hi)`` per tile along an axis: the part each tile keeps when the overlaps are shared out.
+
+    The boundary between neighbours is the middle of their overlap, so the zones partition the axis: every
+    position belongs to exactly one tile (``lo <= x < hi``). The first tile's zone starts at -inf and the last
+    one's ends at +inf (no neighbour shares those sides). An object no larger than the overlap whose centre lies
+    in a tile's zone is seen whole by that tile, and a box cut by a tile's edge has its centre outside the zone.
+    """
+    s = np.asarray(starts, dtype=np.float64)
+    mids = (s[1:] + tile + s[:-1]) / 2.0
+    return np.r_[-np.inf, mids], np.r_[mids, np.inf]

@@ -35,7 +35,8 @@ _GEO_TAGS = (34735, 34736, 34737, 42112, 42113)
 
 MANIFEST = "manifest.json"
 TILES = "tiles.gpkg"
-CHIPSET_SCHEMA_VERSION = 1
+CHIPSET_SCHEMA_VERSION = 2  # 2: the task is recorded (``task``); version 1 chip sets are pixel classification
+READABLE_CHIPSET_VERSIONS = (1, 2)
 
 
 class GeoTiffChipWriter:
@@ -213,12 +214,14 @@ def read_manifest(root: Path) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ChipSetError(f"{path} is not valid JSON ({exc}).", "Export the chip set again.") from None
-    version = manifest.get("schema_version")
-    if version != CHIPSET_SCHEMA_VERSION:
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    if version not in READABLE_CHIPSET_VERSIONS:
         raise ChipSetError(
-            f"{path} has chip set schema version {version!r}; this TerraLearn reads version {CHIPSET_SCHEMA_VERSION}.",
+            f"{path} has chip set schema version {version!r}; this TerraLearn reads versions "
+            f"{', '.join(map(str, READABLE_CHIPSET_VERSIONS))}.",
             "Export the chip set again with this version of TerraLearn.",
         )
+    manifest.setdefault("task", "pixel_classification")  # version 1 recorded no task: it had only this one
     return manifest
 
 

@@ -31,8 +31,7 @@ def cached_onnx(package: Path, record: dict, export: Callable[[Path], Path], fal
     written atomically. Where the cache cannot be written, the export goes to ``fallback`` and is not kept.
     """
     folder = onnx_cache_dir(package)
-    stem = f"{record['weights_sha256'][:16]}-{record['size'][0]}x{record['size'][1]}"
-    onnx_path, record_path = folder / f"{stem}.onnx", folder / f"{stem}.json"
+    onnx_path, record_path = _paths(package, record)
     try:
         saved = json.loads(record_path.read_text(encoding="utf-8"))
         data = onnx_path.read_bytes()
@@ -51,3 +50,24 @@ def cached_onnx(package: Path, record: dict, export: Callable[[Path], Path], fal
     with contextlib.suppress(OSError):
         write_json_atomic(record_path, {**record, "onnx_sha256": hashlib.sha256(data).hexdigest()})
     return data
+
+
+def _paths(package: Path, record: dict) -> tuple[Path, Path]:
+    """The export and its record for ``record``'s weights and tile size."""
+    stem = f"{record['weights_sha256'][:16]}-{record['size'][0]}x{record['size'][1]}"
+    folder = onnx_cache_dir(package)
+    return folder / f"{stem}.onnx", folder / f"{stem}.json"
+
+
+def has_cached_onnx(package: Path, record: dict) -> bool:
+    """Whether an export matching ``record`` is cached (its bytes are checked again when ``cached_onnx`` reads it)."""
+    onnx_path, record_path = _paths(package, record)
+    try:
+        saved = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(saved, dict)
+        and {k: v for k, v in saved.items() if k != "onnx_sha256"} == record
+        and (onnx_path.is_file())
+    )

@@ -21,7 +21,8 @@ from safetensors.numpy import save_file as save_numpy_file
 from terralearn.errors import PackageError
 from terralearn.io.atomic import atomic_dir, atomic_file, write_json_atomic
 
-PACKAGE_SCHEMA_VERSION = 1
+PACKAGE_SCHEMA_VERSION = 2  # 2: any task (``task`` names it); version 1 packages are pixel classification
+READABLE_PACKAGE_VERSIONS = (1, 2)
 WEIGHTS = "model.safetensors"
 CARD = "model.json"
 REQUIRED = ("schema_version", "task", "architecture", "bands", "classes", "normalisation", "weights_sha256")
@@ -110,10 +111,10 @@ def _parse_card(path: Path, card_bytes: bytes) -> dict:
     absent = [k for k in REQUIRED if k not in card]
     if absent:
         raise PackageError(f"{CARD} in '{path}' lacks {', '.join(absent)}.", "Train or copy the package again.")
-    if card["schema_version"] != PACKAGE_SCHEMA_VERSION:
+    if card["schema_version"] not in READABLE_PACKAGE_VERSIONS:
         raise PackageError(
-            f"'{path}' has package schema version {card['schema_version']!r}; this TerraLearn reads "
-            f"{PACKAGE_SCHEMA_VERSION}.",
+            f"'{path}' has package schema version {card['schema_version']!r}; this TerraLearn reads versions "
+            f"{', '.join(map(str, READABLE_PACKAGE_VERSIONS))}.",
             "Train the model again with this version.",
         )
     return card

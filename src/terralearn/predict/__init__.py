@@ -37,11 +37,12 @@ from terralearn.io.atomic import ensure_can_write_dir
 from terralearn.io.maps import NODATA, MapWriter, class_tags, to_cog, validate_cog, write_attribute_table, write_qml
 from terralearn.io.package import read_card
 from terralearn.io.raster import RUN_TAG, RasterStack, gdal_env
-from terralearn.predict.backends import make_backend
+from terralearn.predict.backends import choose_backend, make_backend
 from terralearn.predict.inputs import check_bands, check_grid, default_tile, inside, pixel_size_warning, read_aoi
 from terralearn.predict.loader import load_model
 from terralearn.predict.merge import classes_of
 from terralearn.predict.window import Scores, WindowReader, default_batch, gdal_cache_bytes, plan_tiles, predict_window
+from terralearn.tasks import require_task
 
 __all__ = ["ClassifyResult", "classify", "default_tile"]
 
@@ -62,6 +63,7 @@ class ClassifyResult:
     class_pixels: list[int]
     warnings: list[str] = field(default_factory=list)
     cog_valid: bool = True
+    backend: str = "torch"  # what ran: torch, onnx or forest
 
 
 def classify(config: ClassifyConfig, progress: Progress | None = None) -> ClassifyResult:
@@ -72,17 +74,19 @@ def classify(config: ClassifyConfig, progress: Progress | None = None) -> Classi
         raise OutputExistsError(f"The output '{out}' already exists.", "Choose another --out or pass --overwrite.")
     ensure_can_write_dir(out.parent, overwrite=True)
     card = read_card(config.model)
+    require_task(card, "pixel_classification", config.model)  # before any raster is opened
     classes = card["classes"]
     with contextlib.ExitStack() as context:
         # The weights load and are checked in a thread while the rasters open and the first strip is read.
         loader = context.enter_context(ThreadPoolExecutor(1, thread_name_prefix="model-loader"))
-        loading = loader.submit(load_model, config.model, config.backend != "onnx")  # ONNX: no torch
         stack = context.enter_context(RasterStack(config.rasters, config.resampling))
         grid = stack.grid
         check_grid(grid, config.rasters[0])
         check_bands(card, stack, config.check_band_names)
         warnings = [w for w in [pixel_size_warning(card, grid)] if w]
         tiles = plan_tiles(grid.height, grid.width, config.tile_size or default_tile(card), config.overlap)
+        kind = choose_backend(config, card, (tiles.tile_y, tiles.tile_x))
+        loading = loader.submit(load_model, config.model, kind == "torch")  # ONNX and forests: no torch
         mean, std = (np.asarray(card["normalisation"][key], np.float32)[:, None, None] for key in ("mean", "std"))
         aoi = read_aoi(config.aoi, grid)
         tmp = Path(context.enter_context(tempfile.TemporaryDirectory(prefix=".terralearn-", dir=out.parent)))
@@ -93,7 +97,7 @@ def classify(config: ClassifyConfig, progress: Progress | None = None) -> Classi
             loaded = loading.result()
             if loaded.card != card:
                 raise PackageError(f"The model package '{config.model}' changed while it was read.", "Run again.")
-            backend = make_backend(loaded, config, (tiles.tile_y, tiles.tile_x), tmp)
+            backend = make_backend(loaded, config, kind, (tiles.tile_y, tiles.tile_x), tmp)
             colormap = {c["index"]: hex_to_rgba(c["colour"]) for c in classes}
             tags = {**class_tags(classes), **({RUN_TAG: str(card["run_id"])} if card.get("run_id") else {})}
             with MapWriter(tmp, grid, colormap, tags, probabilities=config.probabilities) as writer:
@@ -110,7 +114,7 @@ def classify(config: ClassifyConfig, progress: Progress | None = None) -> Classi
     aux = write_attribute_table(out, classes)
     qml = write_qml(out, classes)
     return ClassifyResult(out, qml, aux, prob_path, time.perf_counter() - t0, grid.width * grid.height,
-                          area_km2(grid), counts[: len(classes)].tolist(), warnings, valid)  # fmt: skip
+                          area_km2(grid), counts[: len(classes)].tolist(), warnings, valid, kind)  # fmt: skip
 
 
 def _allowed(classes: list[dict], config: ClassifyConfig) -> list[int]:

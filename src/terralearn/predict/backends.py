@@ -7,7 +7,7 @@ torch backend only: ONNX Runtime and forests run without it (a command that star
 
 from __future__ import annotations
 
-import math
+import importlib.util
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +17,6 @@ import numpy as np
 
 from terralearn.config import ClassifyConfig
 from terralearn.geo.tta import dihedral_views
-from terralearn.models.catalog import MULTIPLE
 from terralearn.models.forest import ForestArrays, predict_proba
 from terralearn.predict.loader import LoadedModel
 
@@ -28,11 +27,36 @@ if TYPE_CHECKING:
 Backend = Callable[[np.ndarray], np.ndarray]
 
 
-def make_backend(loaded: LoadedModel, config: ClassifyConfig, tile_hw: tuple[int, int], tmp: Path) -> Backend:
-    """The backend ``config`` asks for (a forest package always runs in numpy); ``tmp`` holds a one-run export."""
-    if loaded.forest is not None:
+def choose_backend(config: ClassifyConfig, card: dict, tile_hw: tuple[int, int]) -> str:
+    """``forest``, ``torch`` or ``onnx``: the one ``config`` names, or for ``auto`` ONNX Runtime on a CPU when the
+    package holds a current export for these tiles (training makes one), else PyTorch.
+
+    The two give the same maps (the export is checked against PyTorch); a cached export spares the 6-9 s that
+    importing torch and building the network take, which is most of a command's time on a county-sized raster.
+    Whether a GPU is present is told without importing torch: by the NVIDIA driver's device files.
+    """
+    if card["architecture"] == "random_forest":
+        return "forest"
+    if config.backend != "auto":
+        return config.backend
+    gpu = config.device == "cuda" or (config.device == "auto" and _nvidia_driver())
+    if gpu or importlib.util.find_spec("onnxruntime") is None:
+        return "torch"
+    from terralearn.predict.onnx import is_cached
+
+    return "onnx" if is_cached(config.model, card, tile_hw) else "torch"
+
+
+def _nvidia_driver() -> bool:
+    return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/version").exists()
+
+
+def make_backend(loaded: LoadedModel, config: ClassifyConfig, kind: str, tile_hw: tuple[int, int],
+                 tmp: Path) -> Backend:  # fmt: skip
+    """The backend ``kind`` (from ``choose_backend``); ``tmp`` holds a one-run export."""
+    if kind == "forest":
         backend = ForestBackend(loaded.forest)
-    elif config.backend == "onnx":
+    elif kind == "onnx":
         backend = OnnxBackend(config.model, loaded.card, tile_hw, tmp / "model.onnx")
     else:
         backend = TorchBackend(loaded.network, config.device)
@@ -83,9 +107,9 @@ class OnnxBackend:
     def __init__(self, package: Path, card: dict, tile_hw: tuple[int, int], fallback: Path) -> None:
         import onnxruntime as ort
 
-        from terralearn.predict.onnx import onnx_model
+        from terralearn.predict.onnx import graph_size, onnx_model
 
-        self.padded = tuple(math.ceil(v / MULTIPLE) * MULTIPLE for v in tile_hw)
+        self.padded = graph_size(tile_hw)
         model = onnx_model(package, card, self.padded, fallback=fallback)
         options = ort.SessionOptions()
         # Two batches run at once (``parallel``), each on half of the cores (see ``window._predicted``).

@@ -16,6 +16,7 @@ import numpy as np
 from terralearn.errors import PackageError
 from terralearn.io.package import load_package, read_card
 from terralearn.models.forest import ForestArrays, from_tensors
+from terralearn.tasks import require_task
 
 if TYPE_CHECKING:
     import torch
@@ -38,8 +39,7 @@ def load_model(path: Path, network: bool = True) -> LoadedModel:
         reading = pool.submit(load_package, path)
         early = _early_skeleton(path) if network else None  # built while the weights are read and checked
         card, tensors = reading.result()
-    if card["task"] != "pixel_classification":
-        raise PackageError(f"'{path}' is a {card['task']} model.", "Use a pixel classification package.")
+    require_task(card, "pixel_classification", path)
     if card["architecture"] == "random_forest":
         try:
             return LoadedModel(card, forest=from_tensors(tensors))

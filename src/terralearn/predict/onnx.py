@@ -5,9 +5,10 @@ class_names, resolution in cm/px, tiles_size, tiles_overlap, standardization_mea
 carries the whole TerraLearn card under ``terralearn_card``. The exported graph is checked
 against the PyTorch output with ONNX Runtime before the file is kept.
 
-``classify --backend onnx`` runs exports kept in a cache (``onnx_model``, files in ``io.onnx_cache``):
-keyed by the weights' SHA-256, the card, the tile size and the exporter's versions. Only an export imports
-torch; running a cached one needs ONNX Runtime alone.
+``classify`` runs exports kept in a cache (``onnx_model``, files in ``io.onnx_cache``): keyed by the weights'
+SHA-256, the card, the tile size and the exporter's versions. Only an export imports torch; running a cached one
+needs ONNX Runtime alone. Training caches the export for the default tile (``cache_default_export``), so that
+classify's default backend on a CPU (``auto``) runs it without loading PyTorch.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import tempfile
 import warnings
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -26,7 +28,7 @@ from terralearn import __version__
 from terralearn.config import OnnxConfig
 from terralearn.errors import PackageError
 from terralearn.io.atomic import atomic_file
-from terralearn.io.onnx_cache import cached_onnx
+from terralearn.io.onnx_cache import cached_onnx, has_cached_onnx
 from terralearn.models.catalog import MULTIPLE, NO_ENCODER
 from terralearn.predict.loader import load_model
 
@@ -125,3 +127,22 @@ def onnx_model(package: Path, card: dict, size: tuple[int, int], fallback: Path)
         return export_onnx(OnnxConfig(package=package, out=path, size=size)).path
 
     return cached_onnx(package, cache_record(card, size), export, fallback)
+
+
+def graph_size(tile_hw: tuple[int, int]) -> tuple[int, int]:
+    """The tile size of the graph that runs tiles of ``tile_hw``: padded to a multiple of 32."""
+    return tuple(math.ceil(v / MULTIPLE) * MULTIPLE for v in tile_hw)
+
+
+def is_cached(package: Path, card: dict, tile_hw: tuple[int, int]) -> bool:
+    """Whether ``package`` holds a current export for tiles of ``tile_hw`` (no torch needed to tell)."""
+    return has_cached_onnx(package, cache_record(card, graph_size(tile_hw)))
+
+
+def cache_default_export(package: Path, card: dict, tile: int) -> None:
+    """Export the network for ``tile``-px tiles into the package's cache (about 2 s for a U-Net / ResNet-18)."""
+    size = graph_size((tile, tile))
+    # The TorchScript exporter's notes on constant folding say nothing to users.
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix=".terralearn-") as tmp:
+        warnings.simplefilter("ignore", UserWarning)
+        onnx_model(package, card, size, fallback=Path(tmp) / "model.onnx")  # not kept where it cannot be cached

@@ -412,6 +412,11 @@ def write_run_report(config: ReportConfig) -> Path:
         raise RunError(f"Run {config.run} ({run['status']}) has no results to report yet.",
                        f"Let it finish, or resume it with `terralearn train --resume {config.run}`.")  # fmt: skip
     summary["status"] = run["status"]
+    out = Path(config.out) if config.out else report_dir(registry.root, config.run)
+    if summary.get("task") == "detection":
+        from terralearn.train.detection_report import write_detection_report
+
+        return write_detection_report(summary, out, load_samples(folder))
     samples = report_samples(load_samples(folder), summary.get("bands", []))
     return write_training_report(
         summary, Path(config.out) if config.out else report_dir(registry.root, config.run), samples

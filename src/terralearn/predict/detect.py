@@ -1,0 +1,186 @@
+"""Stage 3 for detection: a detection package + raster(s) -> a GeoPackage of boxes, streamed strip by strip.
+
+The raster is cut into overlapping tiles (the training chip size by default, overlapping by a quarter of the
+tile or the model's largest anchor). One strip (a row of tiles) is read at a time, the next one in a thread
+while the model runs on the current one (:func:`terralearn.predict.detect_window.detect_window`). Detections
+go, in map coordinates, into a :class:`~terralearn.geo.merge_boxes.SeamMerger`, which merges the duplicates
+that tiles leave across their seams; once a strip is done, every box above the next strip's top edge that no
+later tile can touch is final and streamed into the GeoPackage. Memory therefore depends on the tile size and
+the raster width, never on its height.
+
+The GeoPackage (:class:`~terralearn.io.detections.DetectionWriter`) holds the layer ``detections`` (boxes in
+the raster's CRS with class_value, class_name, score), a QGIS style beside it, and in its metadata the class
+table, the raster grid, the tile size and the overlap, so that ``terralearn evaluate`` analyses the seams.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rasterio.windows import Window
+
+from terralearn import __version__
+from terralearn.config import DetectConfig
+from terralearn.errors import OutputExistsError, PackageError
+from terralearn.geo.areas import area_km2
+from terralearn.geo.merge_boxes import Detections, SeamMerger, row_frontier
+from terralearn.geo.tiling import TileGrid
+from terralearn.io.atomic import ensure_can_write_dir
+from terralearn.io.detections import DetectionWriter
+from terralearn.io.package import read_card
+from terralearn.io.raster import RasterStack, gdal_env
+from terralearn.predict.detect_window import TileDetector, detect_window
+from terralearn.predict.inputs import check_bands, check_grid, default_tile, pixel_size_warning, read_aoi
+from terralearn.predict.window import gdal_cache_bytes, plan_tiles
+from terralearn.tasks import require_task
+
+__all__ = ["DetectResult", "default_overlap", "detect", "writer_classes"]
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class DetectResult:
+    out: Path
+    qml: Path
+    counts: dict[str, int]  # detections written per class name, in the class table's order
+    tiles: int  # tiles run through the model
+    tiles_skipped: int  # all nodata or outside the area of interest
+    area_km2: float | None
+    seconds: float
+    tile_size: int = 0
+    overlap: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def detections(self) -> int:
+        return sum(self.counts.values())
+
+
+def default_overlap(card: dict, tile: int) -> int:
+    """A quarter of the tile, raised to the model's largest anchor (the largest objects it targets), at most half."""
+    from terralearn.models.detection import default_anchor_sizes
+
+    anchors = card.get("anchor_sizes") or default_anchor_sizes(int(card["chip_size"][0]))
+    return int(min(tile // 2, max(tile // 4, max(int(a) for a in anchors))))
+
+
+def writer_classes(card: dict) -> list[dict]:
+    """The card's class table with integer class values (a value that is no integer becomes index + 1)."""
+    out = []
+    for k, c in enumerate(card["classes"]):
+        try:
+            value = int(c["value"])
+            value = value if value == float(c["value"]) else k + 1
+        except (KeyError, TypeError, ValueError):
+            value = k + 1
+        out.append({"index": k, "value": value, "name": str(c.get("name", value)), "colour": c.get("colour", "")})
+    return out
+
+
+def _checked_card(config: DetectConfig) -> dict:
+    """The package's card, refused when of another task; the output must be free (or --overwrite) and writable."""
+    out = Path(config.out)
+    if out.exists() and not config.overwrite:
+        raise OutputExistsError(f"The output '{out}' already exists.", "Choose another --out or pass --overwrite.")
+    ensure_can_write_dir(out.parent, overwrite=True)
+    card = read_card(config.model)
+    require_task(card, "detection", config.model)  # before any raster is opened
+    return card
+
+
+def detect(config: DetectConfig, progress: Progress | None = None, network=None) -> DetectResult:
+    """Detect objects over the whole raster into ``config.out``; see the module documentation.
+
+    ``network`` replaces the package's weights by a module with the torchvision detector interface (tests,
+    benchmarks); the package's card still decides the bands, the classes and the normalisation.
+    """
+    t0 = time.perf_counter()
+    card = _checked_card(config)
+    with RasterStack(config.rasters, config.resampling) as stack:
+        grid = stack.grid
+        check_grid(grid, config.rasters[0])
+        check_bands(card, stack, config.check_band_names)
+        warnings = [w for w in [pixel_size_warning(card, grid)] if w]
+        tile = config.tile_size or default_tile(card)
+        overlap = default_overlap(card, tile) if config.overlap is None else config.overlap
+        tiles = plan_tiles(grid.height, grid.width, tile, overlap)
+        aoi = read_aoi(config.aoi, grid)
+        from terralearn.models.device import resolve_device
+
+        device = resolve_device(config.device)
+        if network is None:
+            from terralearn.predict.detector_loader import load_detector
+
+            loaded = load_detector(config.model)
+            if loaded.card != card:
+                raise PackageError(f"The model package '{config.model}' changed while it was read.", "Run again.")
+            network = loaded.network
+        network = network.to(device).eval()
+        detector = TileDetector(network, grid.transform, tiles, config.threshold, config.exclude_padding, config.tta,
+                                aoi, config.merge, config.match_metric, config.nms_overlap, config.class_agnostic,
+                                device)  # fmt: skip
+        classes = writer_classes(card)
+        metadata = {
+            "grid": {"transform": list(grid.transform)[:6], "width": grid.width, "height": grid.height},
+            "tile_size": tile,
+            "overlap": overlap,
+            "model": str(config.model),
+            "run_id": card.get("run_id"),
+            "architecture": card.get("architecture"),
+            "settings": config.model_dump(mode="json", exclude={"model", "rasters", "out", "overwrite"}),
+            "rasters": [str(p) for p in config.rasters],
+            "terralearn_version": __version__,
+        }
+        mean, std = (np.asarray(card["normalisation"][k], np.float32) for k in ("mean", "std"))
+        batch = config.batch_size or (16 if device.type == "cuda" else 4)
+        with (
+            gdal_env(gdal_cache_bytes(stack, tiles.tile_y)),
+            DetectionWriter(config.out, grid.crs, classes, metadata) as writer,
+        ):
+            done, skipped, counts = _stream(stack, tiles, detector, writer, classes, mean, std, batch, config,
+                                            progress)  # fmt: skip
+        qml = Path(config.out).with_suffix(".qml")
+    return DetectResult(Path(config.out), qml, counts, done, skipped, area_km2(grid), time.perf_counter() - t0,
+                        tile, overlap, warnings)  # fmt: skip
+
+
+def _stream(stack: RasterStack, tiles: TileGrid, detector: TileDetector, writer: DetectionWriter, classes: list[dict],
+            mean: np.ndarray, std: np.ndarray, batch: int, config: DetectConfig,
+            progress: Progress | None) -> tuple[int, int, dict[str, int]]:  # fmt: skip
+    """Detect strip by strip (the next one read in a thread), merge across seams, write what became final."""
+    rows = tiles.row_starts.tolist()
+    strip_windows = [Window(0, r, tiles.width, tiles.tile_y) for r in rows]
+    merger = SeamMerger(config.merge, config.match_metric, config.nms_overlap, config.class_agnostic, "lower")
+    values = np.array([c["value"] for c in classes], np.int64)
+    counts = np.zeros(len(classes), np.int64)
+    per_strip = len(tiles.col_starts)
+    done = skipped = 0
+
+    def write(d: Detections) -> None:
+        if len(d):
+            labels = d.classes - 1  # detector label k + 1 is class k
+            counts[:] += np.bincount(labels, minlength=len(classes))[: len(classes)]
+            writer.add(d.boxes, values[labels], d.scores)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="strip-reader") as pool:
+        pending = pool.submit(stack.read, strip_windows[0])
+        for i, window in enumerate(strip_windows):
+            data, valid = pending.result()
+            if i + 1 < len(rows):
+                pending = pool.submit(stack.read, strip_windows[i + 1])
+            found, ran, left_out = detect_window(detector, data, valid, window, mean, std, batch)
+            del data, valid
+            merger.add(*found)
+            done, skipped = done + ran, skipped + left_out
+            if i + 1 < len(rows):
+                write(merger.release(row_frontier(stack.grid.transform, rows[i + 1])))
+            if progress:
+                progress((i + 1) * per_strip, len(tiles))
+        write(merger.finish())
+    return done, skipped, {c["name"]: int(n) for c, n in zip(classes, counts, strict=True)}

@@ -1,0 +1,75 @@
+"""The task families TerraLearn trains, each declared once: what its chips hold, how it is scored, what it writes.
+
+A stage that must behave per task asks this registry instead of testing names: the run table ranks runs by the
+task's headline metric (and whether higher is better), the loader refuses a package of another task with the
+command that runs it, and export, train and predict pick their parts from the entry. A new task is one entry here,
+one registry of models in ``models/`` and at most one writer in ``io/``. The registry imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from terralearn.errors import ConfigError, PackageError
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task family (the narrow contract every stage reads)."""
+
+    name: str  # as written in manifests, model cards and the run table
+    words: str  # for messages
+    targets: str  # what a chip's labels hold
+    label_formats: tuple[str, ...]  # the chip layouts export writes (the first is the default)
+    headline: str  # the metric runs are ranked by
+    higher_is_better: bool
+    command: str  # the command that applies a model of this task to whole rasters
+    output: str  # what that command writes
+
+
+TASKS: dict[str, Task] = {
+    "pixel_classification": Task(
+        name="pixel_classification",
+        words="pixel classification",
+        targets="a class index per pixel (255 = unlabelled)",
+        label_formats=("classified_tiles",),
+        headline="mean_iou",
+        higher_is_better=True,
+        command="classify",
+        output="a classified GeoTIFF",
+    ),
+    "detection": Task(
+        name="detection",
+        words="object detection",
+        targets="boxes with a class each (pixel coordinates of the chip)",
+        label_formats=("pascal_voc", "kitti", "coco"),
+        headline="map50",
+        higher_is_better=True,
+        command="detect",
+        output="a GeoPackage of boxes with class and score",
+    ),
+}
+
+#: Chip sets and packages written before tasks were recorded are pixel classification.
+DEFAULT_TASK = "pixel_classification"
+
+
+def get_task(name: str) -> Task:
+    """The task ``name``; an unknown name lists the known ones."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ConfigError(f"Unknown task {name!r}.", f"Choose one of: {', '.join(TASKS)}.") from None
+
+
+def require_task(card: dict, wanted: str, source: object) -> None:
+    """Refuse a model package of another task than the command's, naming the command that runs it."""
+    task = card.get("task", DEFAULT_TASK)
+    if task != wanted:
+        theirs, mine = TASKS.get(task), get_task(wanted)
+        runner = f"Use `terralearn {theirs.command}` with it" if theirs else "Train a model of this task"
+        raise PackageError(
+            f"'{source}' holds a model for {theirs.words if theirs else task}; `terralearn {mine.command}` needs "
+            f"one for {mine.words}.",
+            f"{runner}, or give a {mine.words} package here.",
+        )
