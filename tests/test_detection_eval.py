@@ -235,3 +235,27 @@ def test_stage_with_points_aoi_and_no_tile_grid(tmp_path):
     assert res.metrics["counts"]["reference_outside_aoi"] == 1 and res.metrics["counts"]["reference_points"] == 3
     assert res.metrics["seams"] is None and res.seams_png is None
     assert "no tile size" in res.report.read_text()
+
+
+def test_an_annotation_file_of_pixel_boxes_is_a_reference_on_the_detections_grid(scene):
+    # the scene's grid: 2 m pixels from (X0, Y0 + 200) down; the same reference as ref.gpkg, as a VOC file of pixels
+    to_pixel = ~Affine(2.0, 0, X0, 0, -2.0, Y0 + 200)
+    lines = []
+    for name, b in zip(["car", "car", "car", "truck", "boat"], [box(0), box(1), box(2), box(3), box(6)], strict=True):
+        (c0, r1), (c1, r0) = to_pixel @ (b[0], b[1]), to_pixel @ (b[2], b[3])
+        lines.append(f"<object><name>{name}</name><bndbox><xmin>{c0}</xmin><ymin>{r0}</ymin><xmax>{c1}</xmax>"
+                     f"<ymax>{r1}</ymax></bndbox></object>")  # fmt: skip
+    (scene / "ref.xml").write_text(f"<annotation><filename>scene.tif</filename><size><width>100</width><height>100"
+                                   f"</height><depth>1</depth></size>{''.join(lines)}</annotation>")  # fmt: skip
+    vector = evaluate_detections(DetectionEvaluateConfig.build(
+        prediction=scene / "det.gpkg", reference=scene / "ref.gpkg", class_field="kind", out=scene / "a"))  # fmt: skip
+    pixels = evaluate_detections(DetectionEvaluateConfig.build(
+        prediction=scene / "det.gpkg", reference=scene / "ref.xml", out=scene / "b"))  # fmt: skip
+    assert pixels.metrics["per_class"] == vector.metrics["per_class"]
+    assert pixels.metrics["map50"] == vector.metrics["map50"] and pixels.metrics["counts"]["reference"] == 5
+    # detections without the grid of `terralearn detect` cannot place pixel boxes: refused, nothing written
+    write_detections(scene / "bare.gpkg", [box(0)], [3], None, [0.9], UTM, CLASSES)
+    with pytest.raises(ConfigError, match="record no raster grid"):
+        evaluate_detections(DetectionEvaluateConfig.build(prediction=scene / "bare.gpkg", reference=scene / "ref.xml",
+                                                          out=scene / "c"))  # fmt: skip
+    assert not (scene / "c").exists()

@@ -201,7 +201,14 @@ def evaluate_detections(config: DetectionEvaluateConfig) -> DetectionMetrics:
     out = Path(config.out)
     ensure_can_write_dir(out, config.overwrite)
     dets = read_detections(config.prediction)
-    refs = read_reference_objects(config.reference, config.class_field, dets.crs, config.point_radius)
+    refs = read_reference_objects(
+        config.reference,
+        config.class_field,
+        dets.crs,
+        config.point_radius,
+        dets.metadata.get("grid"),
+        [Path(p).name for p in dets.metadata.get("rasters", [])],
+    )
     classes, det_idx, ref_idx, added = resolve_classes(dets, refs.values, len(refs.boxes))
     aoi = _read_aoi(config.aoi, dets.crs) if config.aoi is not None else None
     seams, tiling, seams_note = _seams(config, dets)

@@ -321,6 +321,26 @@ def read_coco(path: Path, edge_tolerance: float = 2.0, allow_empty: bool = False
     return out
 
 
+#: Suffixes read as annotation files of an image without georeferencing (anything else is a vector layer).
+ANNOTATION_SUFFIXES = (".txt", ".xml", ".json")
+
+
+def is_annotation_file(path: Path) -> bool:
+    """Whether ``path`` is an annotation file (COCO, VOC, YOLO, DOTA) rather than a vector layer.
+
+    ``.json`` is COCO unless the file is GeoJSON (a ``FeatureCollection`` or ``features`` in its first 4 KB).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in ANNOTATION_SUFFIXES or path.name.lower().endswith(".geojson"):
+        return False
+    if suffix == ".json" and path.is_file():
+        with path.open("rb") as f:
+            head = f.read(4096)
+        return b"FeatureCollection" not in head and b'"features"' not in head
+    return True
+
+
 def detect_format(path: Path) -> str:
     """The annotation format of ``path`` from its suffix, and for .txt from its first object line."""
     path = Path(path)

@@ -27,10 +27,12 @@ import numpy as np
 import pyogrio
 import pyogrio.raw
 import shapely
+from affine import Affine
 from rasterio.crs import CRS
 
 from terralearn.errors import ConfigError, InputFileError, LabelError
-from terralearn.geo.boxes import as_boxes, boxes_to_polygons
+from terralearn.geo.boxes import as_boxes, boxes_to_polygons, pixel_to_map
+from terralearn.io.annotations import is_annotation_file, read_annotations
 from terralearn.io.atomic import write_text_atomic
 from terralearn.io.vector import read_vector, unreadable_vector
 
@@ -294,15 +296,21 @@ class ReferenceObjects:
     crs_note: str = ""
 
 
-def read_reference_objects(path: Path, class_field: str | None, crs, point_radius: float | None = None
-                           ) -> ReferenceObjects:  # fmt: skip
+def read_reference_objects(path: Path, class_field: str | None, crs, point_radius: float | None = None,
+                           grid: dict | None = None, image_names=()) -> ReferenceObjects:  # fmt: skip
     """Reference polygons, boxes or points of ``path`` as boxes in ``crs``.
 
     ``class_field`` None reads no class (the caller gives every object the one class). Features with no geometry
     or no class value are dropped (counted). Points (and multi-points) need ``point_radius`` in map units of
     ``crs``. Raises a LabelError for a missing class field (quoting the fields present), an empty layer or lines.
+
+    An annotation file (COCO, PASCAL VOC, YOLO, DOTA: pixel boxes of an image, classes by name) is read too:
+    ``grid`` (the detections' raster grid: ``transform``, ``width``, ``height``, as ``terralearn detect`` records
+    it) places its pixel boxes on the map, and ``image_names`` picks the image of a COCO file of several.
     """
     path = Path(path)
+    if is_annotation_file(path):
+        return _annotation_reference(path, grid, image_names)
     gdf = read_vector(path)
     fields = [c for c in gdf.columns if c != gdf.geometry.name]
     if class_field is not None and class_field not in gdf.columns:
@@ -352,3 +360,33 @@ def read_reference_objects(path: Path, class_field: str | None, crs, point_radiu
         boxes[points] += np.array([-point_radius, -point_radius, point_radius, point_radius])
     values = gdf[class_field].to_numpy() if class_field is not None else None
     return ReferenceObjects(boxes, values, path, int((~keep).sum()), int(points.sum()), note)
+
+
+def _annotation_reference(path: Path, grid: dict | None, image_names) -> ReferenceObjects:
+    """The pixel boxes of an annotation file on the detections' grid; the class names are the values."""
+    if not grid:
+        raise ConfigError(
+            f"The reference '{path}' is an annotation file of pixel boxes, and the detections record no raster grid "
+            "to place them on.",
+            "Evaluate detections written by `terralearn detect` (they record the grid), or give the reference as a "
+            "vector layer in map coordinates.",
+        )
+    records = read_annotations(path, image_size=(int(grid["width"]), int(grid["height"])))
+    if len(records) > 1:  # a COCO file of several images: the one detected
+        wanted = {Path(n).stem for n in image_names}
+        records = [r for r in records if Path(r.image).stem in wanted]
+        if len(records) != 1:
+            raise LabelError(
+                f"'{path}' describes several images, and none (or more than one) is named like the detected raster "
+                f"{sorted(wanted)}.",
+                "Give an annotation file of the detected image, or the image whose name the file's entry names.",
+            )
+    record = records[0]
+    if (record.width, record.height) != (int(grid["width"]), int(grid["height"])):
+        raise LabelError(
+            f"The reference '{path}' describes an image of {record.width} x {record.height} px, and the detections "
+            f"were made on a raster of {grid['width']} x {grid['height']} px.",
+            "Give the annotation file of the image that was detected.",
+        )
+    boxes = pixel_to_map(record.boxes, Affine(*grid["transform"][:6])) if len(record.boxes) else np.zeros((0, 4))
+    return ReferenceObjects(boxes.astype(np.float64), np.array(record.labels, dtype=object), path)

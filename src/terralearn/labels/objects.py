@@ -23,10 +23,7 @@ from terralearn.errors import LabelError
 from terralearn.geo.boxes import map_to_pixel, polygons_to_boxes
 from terralearn.geo.grid import Grid
 from terralearn.io.annotations import FORMATS as ANNOTATION_FORMATS
-from terralearn.io.annotations import detect_format, read_annotations
-
-#: Suffixes read as annotation files of an image without georeferencing (anything else is a vector layer).
-ANNOTATION_SUFFIXES = (".txt", ".xml", ".json")
+from terralearn.io.annotations import detect_format, is_annotation_file, read_annotations
 
 
 @dataclass
@@ -44,10 +41,6 @@ class Objects:
 
     def counts(self) -> list[int]:
         return np.bincount(self.classes, minlength=len(self.table)).astype(int).tolist()
-
-
-def is_annotation_file(path: Path) -> bool:
-    return Path(path).suffix.lower() in ANNOTATION_SUFFIXES and not str(path).lower().endswith(".geojson")
 
 
 def read_objects(labels: Path, grid: Grid, class_field: str | None, class_value: str | None,
