@@ -9,7 +9,7 @@ process start to exit:
 
 1. ``terralearn export --task detection`` of the west half (``--tile-size``, ``--stride``, other options default);
 2. ``terralearn train`` on those chips (the defaults unless ``--epochs`` / ``--batch-size`` / ``--model`` are given);
-3. ``terralearn detect`` over the east half, once at the training chip size and once at ``--second-tile``;
+3. ``terralearn detect`` over the east half, once with its default tile and once at ``--second-tile``;
 4. ``terralearn evaluate`` of each against the east half's label file: ship AP50 and COCO mAP.
 
 It also checks the two detections of the east half against each other (the issue's seam criterion): no pair of
@@ -95,7 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tile-size", type=int, default=128, help="export chip size (default 128)")
     parser.add_argument("--stride", type=int, default=64, help="export stride (default 64)")
-    parser.add_argument("--second-tile", type=int, default=256, help="detect's second tile size (default 256)")
+    parser.add_argument(
+        "--second-tile",
+        type=int,
+        default=128,
+        help="detect's second tile size, beside its default (default 128: the chip size)",
+    )
     parser.add_argument("--epochs", type=int, help="train --epochs (default: train's)")
     parser.add_argument("--batch-size", type=int, help="train --batch-size (default: train's)")
     parser.add_argument("--model", help="train --model (default: train's)")
@@ -127,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
                                   "--tile-size", args.tile_size, "--stride", args.stride, "--out", root / "chips",
                                   workspace=ws)  # fmt: skip
         manifest = json.loads((root / "chips" / "manifest.json").read_text())
-        print(f"export   {wall['export']:7.1f} s  {manifest.get('chip_count', '?')} chips", flush=True)
+        chips = manifest["chips"]
+        print(f"export   {wall['export']:7.1f} s  {chips['count']} chips ({chips['train']} train, {chips['val']} "
+              f"validation), ships in chips {manifest['objects']['in_chips']}", flush=True)  # fmt: skip
         train_args = ["train", "--chips", root / "chips", "--out", root / "pkg"]
         for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--model", args.model)):
             if value is not None:
@@ -144,10 +151,16 @@ def main(argv: list[str] | None = None) -> int:
             "         " + "\n         ".join(line for line in out.splitlines() if line.startswith("epoch")), flush=True
         )
         results = {}
-        for tile in (args.tile_size, args.second_tile):
-            gpkg = root / f"east_{tile}.gpkg"
-            wall[f"detect_{tile}"], _ = cli("detect", "-m", root / "pkg", "-r", east_png, "-o", gpkg,
-                                            "--tile-size", tile, workspace=ws)  # fmt: skip
+        for tile in (None, args.second_tile):  # detect's default tile, then the second size
+            gpkg = root / f"east_{tile or 'default'}.gpkg"
+            size = [] if tile is None else ["--tile-size", tile]
+            wall[f"detect_{tile}"], _ = cli("detect", "-m", root / "pkg", "-r", east_png, "-o", gpkg, *size,
+                                            workspace=ws)  # fmt: skip
+            if tile is None:
+                from terralearn.io.detections import read_detections
+
+                tile = read_detections(gpkg).metadata["tile_size"]
+                wall[f"detect_{tile}"] = wall.pop("detect_None")
             wall[f"evaluate_{tile}"], _ = cli("evaluate", "--prediction", gpkg, "--reference", east_txt,
                                               "--out", root / f"eval_{tile}", workspace=ws)  # fmt: skip
             metrics = json.loads((root / f"eval_{tile}" / "metrics.json").read_text())
@@ -158,9 +171,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"pairs with IoU > 0.5; evaluate {wall[f'evaluate_{tile}']:.1f} s: ship AP50 {ship['ap50']:.3f} "
                   f"(target >= 0.5), precision {ship['precision']:.3f}, recall {ship['recall']:.3f}, "
                   f"COCO mAP {metrics['map']:.3f}", flush=True)  # fmt: skip
-        (n1, p1, *_), (n2, p2, *_) = results[args.tile_size], results[args.second_tile]
+        (t1, (n1, p1, *_)), (t2, (n2, p2, *_)) = results.items()
         agree = abs(n1 - n2) / max(n1, n2, 1)
-        print(f"two tile sizes ({args.tile_size}, {args.second_tile}): counts {n1} / {n2}, differ by {agree:.1%} "
+        print(f"two tile sizes ({t1}, {t2}): counts {n1} / {n2}, differ by {agree:.1%} "
               f"(target <= 5 %); duplicate pairs {p1} / {p2} (target 0)")  # fmt: skip
         print(f"reference: the east half's own boxes score AP50 1.0; whole commands {sum(wall.values()):.0f} s")
     return 0

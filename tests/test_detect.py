@@ -215,4 +215,4 @@ def test_cli_runs_untrained_detectors_on_1_and_4_bands(tmp_path):
         assert result.exit_code == 0, result.output
         assert "det.gpkg" in result.output and "car" in result.output
         layer = read_detections(folder / "det.gpkg")
-        assert layer.crs is not None and layer.metadata["tile_size"] == 64
+        assert layer.crs is not None and layer.metadata["tile_size"] == 256  # the chip (64 px), at least 256

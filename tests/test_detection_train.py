@@ -147,3 +147,53 @@ def test_the_command_line_trains_a_detector_with_its_preset_and_anchors(trained,
     assert "faster_rcnn_resnet18_fpn on the held-out blocks: mAP50" in result.output
     card = json.loads((tmp_path / "pkg" / "model.json").read_text())
     assert (card["preset"], card["anchor_sizes"]) == ("full", [6, 12, 24, 48, 96])
+
+
+def test_the_time_budget_plans_the_epochs_and_the_schedule_ends_with_them(tmp_path, monkeypatch):
+    import terralearn.train.detection as stage
+    from terralearn.train.detection_loop import epochs_in_budget
+
+    assert (epochs_in_budget(600, 27.0, 40), epochs_in_budget(600, 10.0, 40), epochs_in_budget(30, 90.0, 40)) == (
+        22, 40, 1)  # fmt: skip
+    calls = []
+
+    def plan(budget, seconds, most):  # the first epoch's time varies: the plan is fixed to 3 epochs here
+        calls.append((budget, seconds, most))
+        return 3
+
+    monkeypatch.setattr(stage, "epochs_in_budget", plan)
+    raster, labels, *_ = make_objects_scene(tmp_path, bands=1, size=96, n=14, seed=2)
+    ws = tmp_path / "ws"
+    _export(raster, labels, tmp_path / "chips", ws)
+    rows = []
+    result = train(TrainConfig.build(chips=tmp_path / "chips", out=tmp_path / "pkg", epochs=40, batch_size=4,
+                                     time_budget=45, workspace=ws), on_epoch=rows.append)  # fmt: skip
+    assert len(calls) == 3 and all(c[0] == 45.0 and c[2] == 40 for c in calls)  # planned after every epoch
+    assert calls[0][1] >= rows[0]["seconds"]  # from the mean time of an epoch so far, checkpoint included
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[-1]["epochs"] == 3
+    assert rows[-1]["learning_rate"] == pytest.approx(0.01 * 0.05)  # the cosine schedule ended with epoch 3
+    [warning] = [w for w in result.warnings if w["code"] == "time_budget"]
+    assert "allowed 3 of the 40 epochs" in warning["message"] and "--time-budget" in warning["fix"]
+    assert result.card["epochs_planned"] == 3 and result.card["time_budget"] == 45
+
+
+def test_detection_budgets_follow_the_tile_area():
+    from terralearn.models.detection import MAX_TILE_BUDGET, build_detector, scale_to_tile
+
+    frcnn = build_detector("faster_rcnn_resnet18_fpn", 3, 2, 64, "cpu", pretrained=False)
+    base = (
+        frcnn.rpn._pre_nms_top_n["testing"],
+        frcnn.rpn._post_nms_top_n["testing"],
+        frcnn.roi_heads.detections_per_img,
+    )
+    assert scale_to_tile(frcnn, 64, 128) == 4.0
+    assert (frcnn.rpn._pre_nms_top_n["testing"], frcnn.rpn._post_nms_top_n["testing"],
+            frcnn.roi_heads.detections_per_img) == tuple(min(MAX_TILE_BUDGET, 4 * b) for b in base)  # fmt: skip
+    assert frcnn.rpn._pre_nms_top_n["training"] != frcnn.rpn._pre_nms_top_n["testing"]  # training untouched
+    scale_to_tile(frcnn, 64, 32)  # a tile smaller than the chip keeps the chip's budgets
+    assert (frcnn.rpn._pre_nms_top_n["testing"], frcnn.rpn._post_nms_top_n["testing"],
+            frcnn.roi_heads.detections_per_img) == base  # fmt: skip
+    retina = build_detector("retinanet_resnet18_fpn", 3, 2, 64, "cpu", pretrained=False)
+    top, dets = retina.topk_candidates, retina.detections_per_img
+    scale_to_tile(retina, 64, 128)
+    assert (retina.topk_candidates, retina.detections_per_img) == (4 * top, min(MAX_TILE_BUDGET, 4 * dets))

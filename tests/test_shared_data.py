@@ -137,3 +137,38 @@ def test_landsat_protocol_default_training_beats_the_random_forest(shared_data, 
     assert scores["default"] >= 0.90 and scores["default"] > scores["forest"], scores
     html = (tmp_path / "ws" / "runs" / "run-0001" / "report" / "report.html").read_text()
     assert "Model selection" in html and "cross-validated on held-out polygons" in html
+
+
+def test_spacenet_one_band_uint16_buildings_train_and_detect(shared_data, tmp_path):
+    """The SpaceNet Atlanta chip (900 x 900, 1 band uint16, 0.5 m, EPSG:32616): export, train, detect, evaluate."""
+    import json
+
+    from terralearn.config import DetectConfig, DetectionEvaluateConfig, TrainConfig
+    from terralearn.evaluate.detection_stage import evaluate_detections
+    from terralearn.io.detections import read_detections
+    from terralearn.predict.detect import detect
+    from terralearn.train import train
+
+    folder = shared_data / "spacenet_buildings_roads_solaris" / "atlanta_sn4_buildings"
+    raster, labels = folder / "sample_geotiff.tif", folder / "geotiff_labels.geojson"
+    ws = tmp_path / "ws"
+    result = export(ExportConfig.build(rasters=[raster], labels=labels, class_value="building", task="detection",
+                                       tile_size_x=128, tile_size_y=128, stride_x=64, stride_y=64, out=tmp_path / "c",
+                                       workspace=ws))  # fmt: skip
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert (manifest["band_count"], manifest["dtype"], manifest["task"]) == (1, "uint16", "detection")
+    assert result.chips > 10 and sum(manifest["objects"]["labelled"]) == 43
+    trained = train(TrainConfig.build(chips=tmp_path / "c", out=tmp_path / "pkg", epochs=1, batch_size=4,
+                                      workspace=ws))  # fmt: skip
+    assert trained.card["band_count"] == 1 and trained.status == "finished"
+    found = detect(DetectConfig.build(model=tmp_path / "pkg", rasters=[raster], out=tmp_path / "b.gpkg",
+                                      threshold=0.05))  # fmt: skip
+    layer = read_detections(found.out)
+    assert layer.crs.to_epsg() == 32616 and set(layer.class_names.tolist()) <= {"building"}
+    with rasterio.open(raster) as src:  # every box lies on the image
+        left, bottom, right, top = src.bounds
+    assert len(layer) == 0 or (layer.boxes[:, 0].min() >= left - 1 and layer.boxes[:, 2].max() <= right + 1
+                               and layer.boxes[:, 1].min() >= bottom - 1 and layer.boxes[:, 3].max() <= top + 1)  # fmt: skip
+    metrics = evaluate_detections(DetectionEvaluateConfig.build(prediction=found.out, reference=labels,
+                                                                out=tmp_path / "e")).metrics  # fmt: skip
+    assert metrics["counts"]["reference"] == 43 and 0.0 <= (metrics["map50"] or 0.0) <= 1.0

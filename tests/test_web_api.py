@@ -48,7 +48,7 @@ SCENE = {"rasters": ["data/image.tif"], "labels": "data/labels.gpkg", "class_fie
 
 def test_every_step_has_a_page_with_the_workflow_path(client):
     titles = [t for _, t, _ in STEPS]
-    assert titles == ["Data", "Check", "Export", "Train", "Runs", "Classify", "Evaluate"]
+    assert titles == ["Data", "Check", "Export", "Train", "Runs", "Classify", "Detect", "Evaluate"]
     for step, title, _ in STEPS:
         r = client.get(f"/{step}")
         assert r.status_code == 200 and f"<h1>{title}</h1>" in r.text
@@ -279,3 +279,49 @@ def test_http_status_comes_from_the_error_class():
     assert errors.RunNotFoundError("x").http_status == 404 and errors.RunError("x").http_status == 409
     assert errors.ConfigError("x").http_status == 400
     assert isinstance(errors.RunNotFoundError("x"), errors.RunError)  # callers catching the family still do
+
+
+def test_detect_and_evaluate_detections_run_as_jobs_and_the_boxes_are_drawn(client, ws):
+    import geopandas as gpd
+
+    from terralearn.models.detection import build_detector
+    from tests.data.make_data import make_objects_scene
+    from tests.test_detect import package
+
+    raster, labels, *_ = make_objects_scene(ws / "objects", bands=1, size=96, n=6, seed=1)
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = build_detector("faster_rcnn_resnet18_fpn", 1, 2, 64, "cpu", anchor_sizes=(4, 8, 16, 24, 32))
+    package(ws / "models" / "det", raster, {k: v.detach().numpy() for k, v in net.state_dict().items()})
+    rel = raster.relative_to(ws).as_posix()
+    form = client.get("/api/forms/detect").json()
+    assert form["output"] == "detections/detections-1.gpkg" and {"model", "rasters", "threshold"} <= {
+        f["name"] for f in form["fields"]}  # fmt: skip
+    r = client.post("/api/jobs/detect", json={"values": {"model": "models/det", "rasters": [rel], "threshold": 0.05,
+                                                         "out": "detections/d.gpkg"}})  # fmt: skip
+    assert r.status_code == 202, r.text
+    job = jobs.wait(ws, r.json()["id"], timeout=300)
+    assert job["status"] == "finished", job.get("error")
+    res = job["result"]
+    assert res["out"] == "detections/d.gpkg" and res["rasters"] == [rel] and res["detections"] > 0
+    assert sum(res["counts"].values()) == res["detections"] and "epoch" not in job["log"]
+    drawn = client.get("/api/detections", params={"path": res["out"], "limit": 50}).json()
+    assert drawn["total"] == res["detections"] and drawn["shown"] == min(50, drawn["total"])
+    assert [c["name"] for c in drawn["classes"]] == ["car", "boat"]
+    boxes = drawn["boxes"]
+    assert all(-1 <= b[0] < b[2] <= 97 and -1 <= b[1] < b[3] <= 97 and b[4] in (0, 1) for b in boxes)
+    assert [b[5] for b in boxes] == sorted((b[5] for b in boxes), reverse=True)  # best first
+    assert client.get("/api/detections", params={"path": "data/labels.gpkg"}).status_code in (400, 404)
+    # the detections against the scene's own labels, from the Evaluate page's second form
+    ref = labels.relative_to(ws).as_posix()
+    assert "kind" in gpd.read_file(labels).columns
+    r = client.post("/api/jobs/evaluate_detections", json={"values": {"prediction": res["out"], "reference": ref,
+                                                                      "class_field": "kind", "out": "evaluations/d"}})  # fmt: skip
+    assert r.status_code == 202, r.text
+    job = jobs.wait(ws, r.json()["id"], timeout=120)
+    assert job["status"] == "finished", job.get("error")
+    m = job["result"]["metrics"]
+    assert {c["class_name"] for c in m["per_class"]} >= {"car", "boat"} and 0.0 <= (m["map50"] or 0.0) <= 1.0
+    assert (ws / job["result"]["pr_png"]).read_bytes()[:4] == b"\x89PNG" and (ws / job["result"]["report"]).exists()
+    page = client.get("/detect")
+    assert page.status_code == 200 and "<h1>Detect</h1>" in page.text

@@ -37,7 +37,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-STEPS = ["Data", "Check", "Export", "Train", "Runs", "Classify", "Evaluate"]
+STEPS = ["Data", "Check", "Export", "Train", "Runs", "Classify", "Detect", "Evaluate"]
 JOB_TIMEOUT_MS = 120_000
 
 
@@ -453,18 +453,114 @@ def test_new_user_takes_the_sample_through_every_page(server, browser, shots, tm
         user.shot("evaluate-finished")
         timings["evaluate"] = time.monotonic() - t0
 
+        # ------------------------------------------------------------------ Detection: export boxes, train, detect
+        step = "detect"
+        from tests.data.make_data import make_objects_scene
+
+        objects, object_labels, *_ = make_objects_scene(tmp_path / "objects", bands=3, size=192, n=36, seed=5)
+        user.open("data")
+        page.set_input_files("#upload-input", str(objects))
+        expect(page.locator(".notice")).to_have_text("Added uploads/objects.tif (raster)")
+        page.set_input_files("#upload-input", str(object_labels))
+        expect(page.locator(".notice")).to_have_text("Added uploads/objects.gpkg (vector)")
+        user.open("export")
+        form = page.locator("form[data-stage=export]")
+        form.locator("#f-task").select_option("detection")  # the export asks for the task first
+        form.locator("[data-field=rasters] input[value='uploads/sample_scene.tif']").uncheck()
+        form.locator("[data-field=rasters] input[value='uploads/objects.tif']").check()
+        form.locator("#f-labels").select_option("uploads/objects.gpkg")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#f-class_field option')].some(o => o.value === 'kind')"
+        )
+        form.locator("#f-class_field").select_option("kind")
+        form.locator("#f-class_name_field").select_option("")
+        for name, value in (("tile_size_x", "64"), ("tile_size_y", "64"), ("stride_x", "32"), ("stride_y", "32"),
+                            ("val_fraction", "0.25")):  # fmt: skip
+            form.locator(f"#f-{name}").fill(value)
+        form.get_by_role("button", name="Export chips").click()
+        page.wait_for_selector(".job[data-job='6'] .job-head .badge")  # the new job replaces the page's latest one
+        user.wait_job()
+        assert int(user.metrics()["held out for validation"]) > 0
+        manifest = (workspace / "chips" / "chips-2" / "manifest.json").read_text()
+        assert '"task": "detection"' in manifest
+        user.shot("detect-export-finished")
+
+        user.follow("Next: train a model →", "train")
+        form = page.locator("form[data-stage=train]")
+        form.locator("#f-chips").select_option("chips/chips-2")
+        form.locator("#f-model").select_option("faster_rcnn_resnet18_fpn")  # the detectors are offered beside the rest
+        form.locator("#f-epochs").fill("1")
+        form.locator("#f-name").fill("detector")
+        form.get_by_role("button", name="Start training").click()
+        page.wait_for_selector(".job[data-job='7'] .job-head .badge")
+        user.wait_job()
+        numbers = user.metrics()
+        assert "validation mAP50" in numbers and "COCO mAP@[.5:.95]" in numbers, numbers
+        assert page.locator("svg.chart[aria-label='Validation mAP'] polyline").count() == 2
+        user.shot("detect-train-finished")
+
+        user.follow("Next: detect objects in a raster →", "detect")
+        form = page.locator("form[data-stage=detect]")
+        form.locator("#f-model").select_option("models/model-3")
+        form.locator("[data-field=rasters] input[value='uploads/sample_scene.tif']").uncheck()
+        form.locator("[data-field=rasters] input[value='uploads/objects.tif']").check()
+        form.locator("#f-threshold").fill("0.01")
+        assert form.locator("#f-out").input_value() == "detections/detections-1.gpkg"
+        form.get_by_role("button", name="Detect objects").click()
+        page.wait_for_selector(".job[data-job='8'] .job-head .badge")
+        user.wait_job()
+        found = int(user.metrics()["objects detected"].replace(",", ""))
+        assert found > 0
+        page.wait_for_selector(".mapview.leaflet-container path.leaflet-interactive")
+        boxes = page.locator(".mapview path.leaflet-interactive")
+        assert boxes.count() == min(found, 20_000)  # every box drawn over the image, coloured by class
+        assert sorted(page.locator(".mapwrap .legend > span").all_inner_texts()) == ["boat", "car"]
+        page.locator("input[type=range][aria-label='Minimum score']").fill("100")  # the score slider hides boxes
+        page.wait_for_function(f"() => document.querySelectorAll('.mapview path.leaflet-interactive').length < {found}")
+        assert page.locator("[data-shown]").inner_text().endswith("with a score of at least 1.00")
+        user.shot("detect-finished")
+
+        user.follow("Next: evaluate the detections →", "evaluate")
+        form = page.locator("form[data-stage=evaluate_detections]")
+        form.locator("#f-prediction").select_option("detections/detections-1.gpkg")
+        form.locator("#f-reference").select_option("uploads/objects.gpkg")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('form[data-stage=evaluate_detections] #f-class_field option')]"
+            ".some(o => o.value === 'kind')"
+        )
+        form.locator("#f-class_field").select_option("kind")
+        form.get_by_role("button", name="Evaluate the detections").click()
+        section = page.locator(".stage").nth(1)
+        page.wait_for_selector(".job[data-job='9'] .job-head .badge")
+        page.wait_for_function(
+            "() => { const b = document.querySelectorAll('.stage')[1].querySelector('.job-head .badge');"
+            " return b && !/running|queued/.test(b.className); }",
+            timeout=JOB_TIMEOUT_MS,
+        )
+        assert section.locator(".job-head .badge").inner_text() == "finished"
+        assert section.locator("table.ap-table tr").count() == 3  # header, car, boat
+        assert "AP50" in section.locator("table.ap-table").inner_text()
+        assert user.loaded("img[alt='Precision-recall curves']") == 1
+        user.shot("detect-evaluate-finished")
+        timings["detect"] = time.monotonic() - t0
+
         # ------------------------------------------------------------------ every step done; a job's own page
         step = "job"
         user.open("runs")
         assert (
-            map_accuracy in page.locator("#runs-table tr", has_text="Open").filter(has_not_text="long run").inner_text()
+            map_accuracy
+            in page.locator("#runs-table tr", has_text="Open")
+            .filter(has_text="tiny")
+            .filter(has_not_text="long run")
+            .inner_text()
         )
+        assert "mAP50" in page.locator("#runs-table tr", has_text="detector").inner_text()
         page.locator("#jobs-table").get_by_role("link", name="job 2", exact=True).click()
         page.wait_for_selector("body[data-ready='1']")
         expect(page.locator("h1")).to_have_text("Job 2: training")
         expect(page.locator(".job-head .badge")).to_have_text("finished")
         assert page.locator("svg.chart").count() == 2
-        page.wait_for_function("() => document.querySelectorAll('nav.path li.done').length === 7")
+        page.wait_for_function("() => document.querySelectorAll('nav.path li.done').length === 8")
         user.shot("job-page")
     except BaseException:
         with contextlib.suppress(Exception):

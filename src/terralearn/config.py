@@ -252,7 +252,10 @@ class TrainConfig(StageConfig):
         "faster_rcnn_mobilenet_v3_fpn, retinanet_resnet18_fpn, fcos_resnet18_fpn, ssdlite_mobilenet_v3.",
     )
     time_budget: float = Field(
-        600.0, ge=30, description="--model auto: seconds the whole selection may take (cross-validation and refit)."
+        600.0,
+        ge=30,
+        description="--model auto: seconds the whole selection may take (cross-validation and refit); on a "
+        "detection chip set, seconds the training may take (the epochs are planned after the first one).",
     )
     cv_folds: int = Field(
         3, ge=2, le=10, description="--model auto: folds of whole polygons (or label patches) for cross-validation."
@@ -281,8 +284,11 @@ class TrainConfig(StageConfig):
         "(imagenet if available offline, else random, said once).",
     )
     epochs: int = Field(40, gt=0, description="Maximum number of epochs (typical 20-100).")
-    batch_size: int = Field(
-        16, gt=0, description="Chips per training step (typical 8-64; lower it if memory runs out)."
+    batch_size: int | None = Field(
+        None,
+        gt=0,
+        description="Chips per training step (default 16 for pixel classification, typical 8-64; 4 for detection, "
+        "whose chips each hold many regions; lower it if memory runs out).",
     )
     learning_rate: float | None = Field(
         None, gt=0, description="Peak learning rate; by default chosen by a short learning-rate range test."
@@ -339,6 +345,10 @@ class TrainConfig(StageConfig):
         "with (chips and out may then be left out).",
     )
     workspace: WorkspaceField = None
+
+    def batch_for(self, task: str) -> int:
+        """Chips per step: ``batch_size`` if given, else the task's default (16; 4 for detection)."""
+        return self.batch_size or (4 if task == "detection" else 16)
 
     @property
     def encoder(self) -> str | None:
@@ -535,7 +545,8 @@ class DetectConfig(StageConfig):
     tile_size: int | None = Field(
         None,
         ge=32,
-        description="Tile side in pixels (default: the training chip size; larger tiles run fewer, bigger passes).",
+        description="Tile side in pixels (default: the training chip size, at least 256: detectors never resize, "
+        "and their proposal budgets grow with the tile, so larger tiles see more context and fewer seams).",
     )
     overlap: int | None = Field(
         None,

@@ -17,15 +17,18 @@ app = typer.Typer(help="The run table: every training run of the workspace.", no
 
 SHORT = {"training_seconds": "time s", "model_size_mb": "MB", "epochs_set": "ep set", "epochs_run": "epochs",
          "best_epoch": "best", "chip_set_fingerprint": "chips id", "baseline_accuracy": "RF acc", "accuracy": "acc", "status": "status",
-         "per_class_iou": "IoU per class", "pixel_size": "px size", "chip_size": "chip", "mean_iou": "mIoU"}  # fmt: skip
+         "per_class_iou": "IoU per class", "pixel_size": "px size", "chip_size": "chip", "mean_iou": "mIoU",
+         "headline": "score", "map50": "mAP50", "map": "mAP"}  # fmt: skip
 
 
 COMPACT = [
     "id",
     "name",
+    "task",
     "status",
     "epochs_run",
     "training_seconds",
+    "headline",
     "accuracy",
     "dice",
     "mean_iou",
@@ -36,7 +39,7 @@ COMPACT = [
 def _fmt(key: str, value) -> str:
     if value is None:
         return "-"
-    if key in ("accuracy", "dice", "mean_iou", "baseline_accuracy") and isinstance(value, float):
+    if key in ("accuracy", "dice", "mean_iou", "baseline_accuracy", "map50", "map") and isinstance(value, float):
         return f"{value:.3f}"
     if key == "per_class_iou":
         vals = json.loads(value) if isinstance(value, str) else value
@@ -48,11 +51,21 @@ def _fmt(key: str, value) -> str:
     return str(value)
 
 
+def _headline(row: dict) -> str:
+    """The run's headline metric with its name (mIoU for pixel runs, mAP50 for detectors): one column ranks all."""
+    value, metric = row.get("headline"), row.get("headline_metric")
+    if value is None or not metric:
+        return "-"
+    return f"{SHORT.get(metric, metric)} {value:.3f}"
+
+
 @app.callback(invoke_without_command=True)
 @handle_errors
 def runs(
     ctx: typer.Context,
-    sort: Annotated[str, typer.Option("--sort", help="Column to sort by, e.g. mean_iou or accuracy.")] = "id",
+    sort: Annotated[
+        str, typer.Option("--sort", help="Column to sort by, e.g. headline (each task's own score), mean_iou or map50.")
+    ] = "id",
     descending: Annotated[bool, typer.Option("--desc", help="Sort in descending order.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print the table as CSV.")] = False,
@@ -78,7 +91,7 @@ def runs(
         for c in shown:
             table.add_column(SHORT.get(c, c.replace("_", " ")), overflow="fold", min_width=len(SHORT.get(c, c)))
         for r in rows:
-            table.add_row(*[_fmt(c, r[c]) for c in shown])
+            table.add_row(*[_headline(r) if c == "headline" else _fmt(c, r[c]) for c in shown])
         console.print(table)
 
 

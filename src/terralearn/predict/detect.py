@@ -35,11 +35,11 @@ from terralearn.io.detections import DetectionWriter
 from terralearn.io.package import read_card
 from terralearn.io.raster import RasterStack, gdal_env
 from terralearn.predict.detect_window import TileDetector, detect_window
-from terralearn.predict.inputs import check_bands, check_grid, default_tile, pixel_size_warning, read_aoi
+from terralearn.predict.inputs import check_bands, check_grid, pixel_size_warning, read_aoi
 from terralearn.predict.window import gdal_cache_bytes, plan_tiles
 from terralearn.tasks import require_task
 
-__all__ = ["DetectResult", "default_overlap", "detect", "writer_classes"]
+__all__ = ["DetectResult", "default_detect_tile", "default_overlap", "detect", "writer_classes"]
 
 Progress = Callable[[int, int], None]
 
@@ -60,6 +60,18 @@ class DetectResult:
     @property
     def detections(self) -> int:
         return sum(self.counts.values())
+
+
+#: The smallest default tile. Detectors never resize and their budgets follow the tile's area
+#: (``models.detection.scale_to_tile``), so a tile larger than the training chip sees more context and fewer seams.
+#: Measured on DOTA P0706 ships (128-px chips, west half -> east half, bench/dota.py): AP50 0.75 with 128-px tiles,
+#: 0.82 with 256, 0.83 with 384, 0.82 with 512; 313, 307, 311 and 314 ships found.
+MIN_DEFAULT_TILE = 256
+
+
+def default_detect_tile(card: dict) -> int:
+    """The training chip size, at least ``MIN_DEFAULT_TILE`` pixels."""
+    return max(int(card["chip_size"][0]), MIN_DEFAULT_TILE)
 
 
 def default_overlap(card: dict, tile: int) -> int:
@@ -94,6 +106,11 @@ def _checked_card(config: DetectConfig) -> dict:
     return card
 
 
+def is_pixel_image(grid) -> bool:
+    """An image without georeferencing (a PNG or JPEG of an annotation set): no CRS and GDAL's identity transform."""
+    return grid.crs is None and tuple(grid.transform)[:6] == (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
 def detect(config: DetectConfig, progress: Progress | None = None, network=None) -> DetectResult:
     """Detect objects over the whole raster into ``config.out``; see the module documentation.
 
@@ -104,10 +121,15 @@ def detect(config: DetectConfig, progress: Progress | None = None, network=None)
     card = _checked_card(config)
     with RasterStack(config.rasters, config.resampling) as stack:
         grid = stack.grid
-        check_grid(grid, config.rasters[0])
+        pixel_image = is_pixel_image(grid)
+        if not pixel_image:
+            check_grid(grid, config.rasters[0])
         check_bands(card, stack, config.check_band_names)
         warnings = [w for w in [pixel_size_warning(card, grid)] if w]
-        tile = config.tile_size or default_tile(card)
+        if pixel_image:
+            warnings.append(f"'{config.rasters[0]}' has no georeferencing: the detections are in pixel coordinates "
+                            "(x = column, y = row from the top), as are the image's annotation files.")  # fmt: skip
+        tile = config.tile_size or default_detect_tile(card)
         overlap = default_overlap(card, tile) if config.overlap is None else config.overlap
         tiles = plan_tiles(grid.height, grid.width, tile, overlap)
         aoi = read_aoi(config.aoi, grid)
@@ -122,6 +144,10 @@ def detect(config: DetectConfig, progress: Progress | None = None, network=None)
                 raise PackageError(f"The model package '{config.model}' changed while it was read.", "Run again.")
             network = loaded.network
         network = network.to(device).eval()
+        if hasattr(network, "transform"):  # a torchvision detector: its budgets follow the tile's area
+            from terralearn.models.detection import scale_to_tile
+
+            scale_to_tile(network, int(card["chip_size"][0]), tile)
         detector = TileDetector(network, grid.transform, tiles, config.threshold, config.exclude_padding, config.tta,
                                 aoi, config.merge, config.match_metric, config.nms_overlap, config.class_agnostic,
                                 device)  # fmt: skip
@@ -156,7 +182,8 @@ def _stream(stack: RasterStack, tiles: TileGrid, detector: TileDetector, writer:
     """Detect strip by strip (the next one read in a thread), merge across seams, write what became final."""
     rows = tiles.row_starts.tolist()
     strip_windows = [Window(0, r, tiles.width, tiles.tile_y) for r in rows]
-    merger = SeamMerger(config.merge, config.match_metric, config.nms_overlap, config.class_agnostic, "lower")
+    future = "higher" if stack.grid.transform.e > 0 else "lower"  # pixel images: rows grow with y
+    merger = SeamMerger(config.merge, config.match_metric, config.nms_overlap, config.class_agnostic, future)
     values = np.array([c["value"] for c in classes], np.int64)
     counts = np.zeros(len(classes), np.int64)
     per_strip = len(tiles.col_starts)

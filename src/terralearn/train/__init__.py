@@ -73,7 +73,10 @@ def train(config: TrainConfig, on_epoch: EpochCallback | None = None) -> TrainRe
     else:
         ensure_can_write_dir(config.out, config.overwrite)
     t0 = time.perf_counter()
-    if read_manifest(config.chips)["task"] == "detection":
+    task = read_manifest(config.chips)["task"]
+    if config.batch_size is None:  # the task's default, recorded as given (the card, the run's settings, resume)
+        config = config.model_copy(update={"batch_size": config.batch_for(task)})
+    if task == "detection":
         return _train_detection(config, registry, resuming, on_epoch, t0)
     if config.model == "auto":  # the selection works on the chip set put back together (every label, no split)
         from terralearn.train.scenes import load_scene_data

@@ -40,6 +40,7 @@ from terralearn.models.detection import (
 from terralearn.models.device import resolve_device
 from terralearn.train.data import band_statistics, normalise
 from terralearn.train.detection_loop import (
+    epochs_in_budget,
     evaluate_map,
     iterate_batches,
     make_optimizer,
@@ -133,7 +134,8 @@ class DetectionTrainer:
         if config.weights == "imagenet" and self.model.weights_used != "imagenet":
             raise ConfigError(self.model.weights_note or "No pretrained weights.", "Use --weights auto or none.")
         self.weights_used, self.weights_note = self.model.weights_used, self.model.weights_note
-        self.steps_per_epoch = max(1, math.ceil(len(data.train) / config.batch_size))
+        self.batch_size = config.batch_for("detection")
+        self.steps_per_epoch = max(1, math.ceil(len(data.train) / self.batch_size))
         self.learning_rate = config.learning_rate or 0.01
         self.optimizer, self.scheduler = make_optimizer(
             self.model, "sgd", self.learning_rate, total_steps=config.epochs * self.steps_per_epoch,
@@ -145,13 +147,14 @@ class DetectionTrainer:
             "flips": "flip" in aug, "rotations": "rot90" in aug,
             "brightness": 0.1 if "jitter" in aug else 0.0, "contrast": 0.1 if "jitter" in aug else 0.0,
         }  # fmt: skip
+        self.epochs = config.epochs  # planned; a time budget may lower it after the first epoch
         self.scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
         self.history: list[dict] = []
         self.best_score, self.best_epoch, self.best_state = -math.inf, None, None
 
     def run_epoch(self, epoch: int) -> dict:
         t0 = time.perf_counter()
-        batches = iterate_batches(self.data.train, self.config.batch_size, self.gen, self.augment)
+        batches = iterate_batches(self.data.train, self.batch_size, self.gen, self.augment)
         losses = train_one_epoch(self.model, batches, self.optimizer, self.scaler, scheduler=self.scheduler)
         val = self.validate()
         row = {"epoch": epoch, "train_loss": losses["loss"], **{f"train_{k}": v for k, v in losses.items()
@@ -169,7 +172,12 @@ class DetectionTrainer:
         if not self.data.val:
             return {"map50": math.nan, "map": math.nan, "per_class": {}}
         images, targets = zip(*self.data.val, strict=True)
-        return evaluate_map(self.model, list(images), list(targets), batch_size=self.config.batch_size)
+        return evaluate_map(self.model, list(images), list(targets), batch_size=self.batch_size)
+
+    def plan_epochs(self, epochs: int) -> None:
+        """Train ``epochs`` epochs in all: the cosine schedule ends with the last of them."""
+        self.epochs = epochs
+        self.scheduler.plan["total_steps"] = epochs * self.steps_per_epoch
 
     def stops_early(self, epoch: int) -> bool:
         patience = self.config.patience
@@ -234,6 +242,8 @@ def detection_card(config: TrainConfig, trainer: DetectionTrainer, metrics: dict
                           "train_objects": data.objects("train").tolist(), "val_objects": data.objects("val").tolist()},
         "training": {k: v for k, v in config.model_dump(mode="json").items() if k not in ("chips", "out")},
         "metrics": metrics, "best_epoch": trainer.best_epoch, "epochs_run": len(trainer.history),
+        "epochs_planned": trainer.epochs,
+        "time_budget": config.time_budget if config.model == "auto" else None,
         "warnings": warnings, "run_id": run_id,
         "versions": {"terralearn": __version__, "torch": torch.__version__},
     }  # fmt: skip
@@ -261,6 +271,17 @@ def _warnings(trainer: DetectionTrainer, metrics: dict) -> list[dict]:
                     "against the anchors (--anchor-sizes).",
                 }
             )
+    config = trainer.config
+    if trainer.epochs < config.epochs:
+        per_epoch = sum(h["seconds"] for h in trainer.history) / max(1, len(trainer.history))
+        out.append({
+            "code": "time_budget",
+            "message": f"The time budget of {config.time_budget:.0f} s allowed {trainer.epochs} of the "
+            f"{config.epochs} epochs ({per_epoch:.0f} s each on this machine); the learning-rate schedule was "
+            "planned to end with them.",
+            "fix": f"For more epochs give --time-budget {per_epoch * config.epochs:.0f}, or name the model "
+            f"(--model {trainer.name}) to train every epoch, or train on a GPU.",
+        })  # fmt: skip
     if trainer.weights_note:
         out.append({"code": "weights", "message": trainer.weights_note, "fix": ""})
     return out  # fmt: skip
@@ -283,21 +304,29 @@ def train_detection(config, chipset, registry, run_id: int, folder: Path, on_epo
             raise RunError(f"Run {run_id} has no checkpoint to resume from.", "Start a new training run.")
         trainer.restore(state)
         start, previous = state["epoch"] + 1, state.get("seconds", 0.0)
+    budget = config.time_budget if config.model == "auto" else None
+    if budget and trainer.history:  # a resumed run goes on with the plan its epochs so far give
+        trainer.plan_epochs(max(len(trainer.history), epochs_in_budget(budget, previous / len(trainer.history),
+                                                                       config.epochs)))  # fmt: skip
     registry.update_run(run_id, device=str(device), weights=trainer.weights_used, architecture=trainer.name)
     status, t0 = "finished", time.perf_counter()
     try:
-        for epoch in range(start, config.epochs + 1):
+        epoch = start
+        while epoch <= trainer.epochs:
             row = trainer.run_epoch(epoch)
             seconds = previous + time.perf_counter() - t0
+            if budget:  # planned again after every epoch, from the mean epoch so far: a busier machine trains fewer
+                trainer.plan_epochs(max(epoch, epochs_in_budget(budget, seconds / epoch, config.epochs)))
             save_checkpoint(folder, trainer, epoch, seconds, None)
             registry.update_run(run_id, epochs_run=epoch, best_epoch=trainer.best_epoch, training_seconds=seconds,
                                 map50=_finite(row["map50"]), map=_finite(row["map"]),
                                 headline=_finite(row["map50"]))  # fmt: skip
             if on_epoch:
-                on_epoch({**row, "best_epoch": trainer.best_epoch, "epochs": config.epochs, "run_id": run_id})
+                on_epoch({**row, "best_epoch": trainer.best_epoch, "epochs": trainer.epochs, "run_id": run_id})
             if trainer.stops_early(epoch):
                 status = "stopped_early"
                 break
+            epoch += 1
     except KeyboardInterrupt:
         status = "interrupted"
     seconds = previous + time.perf_counter() - t0

@@ -232,13 +232,24 @@ def make_optimizer(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = getattr(torch.optim, cls)(params, lr=lr or default_lr, **extra)
     warmup = max(1, warmup_steps)
+    plan = {"total_steps": total_steps}  # the scheduler's ``plan``: a time budget can shorten the run later
 
     def factor(step: int) -> float:
+        total = plan["total_steps"]
         if step < warmup:
             return 0.1 + 0.9 * step / warmup
-        if not total_steps or total_steps <= warmup:
+        if not total or total <= warmup:
             return 1.0
-        progress = min(1.0, (step - warmup) / (total_steps - warmup))
+        progress = min(1.0, (step - warmup) / (total - warmup))
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
 
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    scheduler.plan = plan
+    return optimizer, scheduler
+
+
+def epochs_in_budget(budget_seconds: float, epoch_seconds: float, max_epochs: int) -> int:
+    """How many epochs of ``epoch_seconds`` fit in ``budget_seconds`` (at least 1, at most ``max_epochs``)."""
+    if epoch_seconds <= 0:
+        return max_epochs
+    return max(1, min(max_epochs, int(budget_seconds // epoch_seconds)))

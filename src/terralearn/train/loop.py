@@ -88,7 +88,8 @@ class Trainer:
         self.sample_weights = torch.from_numpy(data.chip_weights()) if config.oversample else None
         self.amp = device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.steps_per_epoch = max(1, len(_batch_starts(len(self.x_train), config.batch_size)))
+        self.batch_size = config.batch_for("pixel_classification")
+        self.steps_per_epoch = max(1, len(_batch_starts(len(self.x_train), self.batch_size)))
         self.history: list[dict] = []
         self.best_score: float | None = None
         self.best_epoch = 0
@@ -132,7 +133,7 @@ class Trainer:
         for lr in lrs:
             for g in opt.param_groups:
                 g["lr"] = float(lr)
-            idx = torch.randint(0, len(self.x_train), (min(self.config.batch_size, len(self.x_train)),), generator=gen)
+            idx = torch.randint(0, len(self.x_train), (min(self.batch_size, len(self.x_train)),), generator=gen)
             x, y = self.x_train[idx].to(self.device), self.y_train[idx].to(self.device)
             loss = self.loss_fn(model(x), y)
             if not torch.isfinite(loss):
@@ -156,7 +157,7 @@ class Trainer:
         gen = torch.Generator().manual_seed(cfg.seed * 7_919 + epoch)
         order = self.epoch_order(epoch)
         total, count = 0.0, 0
-        for idx in _batches(len(order), cfg.batch_size, order):
+        for idx in _batches(len(order), self.batch_size, order):
             x, y = augment_batch(self.x_train[idx], self.y_train[idx], cfg.augment, gen)
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, enabled=self.amp):

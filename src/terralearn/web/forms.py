@@ -13,7 +13,15 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from terralearn.config import CheckConfig, ClassifyConfig, EvaluateConfig, ExportConfig, TrainConfig
+from terralearn.config import (
+    CheckConfig,
+    ClassifyConfig,
+    DetectConfig,
+    DetectionEvaluateConfig,
+    EvaluateConfig,
+    ExportConfig,
+    TrainConfig,
+)
 from terralearn.errors import TerraLearnError
 from terralearn.web.workspace import WorkspaceFiles
 
@@ -23,6 +31,8 @@ STAGES: dict[str, type[BaseModel]] = {
     "train": TrainConfig,
     "classify": ClassifyConfig,
     "evaluate": EvaluateConfig,
+    "detect": DetectConfig,
+    "evaluate_detections": DetectionEvaluateConfig,
 }
 
 #: Path settings and what may be picked for them from the workspace: (kinds, several allowed).
@@ -36,27 +46,36 @@ PICKERS: dict[str, tuple[tuple[str, ...], bool]] = {
     "prediction": (("map",), False),
     "reference": (("vector", "raster", "map"), False),
     "image": (("raster",), True),
+    "raster": (("raster",), False),
+}
+#: Pickers that differ by stage: detections are a GeoPackage; their reference may be an annotation file.
+STAGE_PICKERS: dict[str, dict[str, tuple[tuple[str, ...], bool]]] = {
+    "evaluate_detections": {"prediction": (("vector",), False), "reference": (("vector", "other"), False)},
 }
 #: Settings whose choices are the fields of the vector picked in another setting.
 FIELD_OF = {"check": {"class_field": "labels", "class_name_field": "labels"},
             "export": {"class_field": "labels", "class_name_field": "labels"},
-            "evaluate": {"class_field": "reference"}}  # fmt: skip
+            "evaluate": {"class_field": "reference"}, "evaluate_detections": {"class_field": "reference"}}  # fmt: skip
 #: Output settings: a name inside the workspace, suggested so that nothing has to be typed.
 OUTPUTS = {
     "export": "chips/chips-{n}",
     "train": "models/model-{n}",
     "classify": "maps/map-{n}.tif",
     "evaluate": "evaluations/evaluation-{n}",
+    "detect": "detections/detections-{n}.gpkg",
+    "evaluate_detections": "evaluations/detections-{n}",
 }
 #: Settings shown first; the rest sit under "More settings".
 BASIC = {
     "check": ["rasters", "labels", "class_field", "class_name_field", "tile_size_x", "tile_size_y"],
-    "export": ["rasters", "labels", "class_field", "class_name_field", "tile_size_x", "tile_size_y", "stride_x",
+    "export": ["task", "rasters", "labels", "class_field", "class_name_field", "tile_size_x", "tile_size_y", "stride_x",
                "stride_y", "split", "val_fraction", "out"],
     "train": ["chips", "model", "time_budget", "backbone", "epochs", "batch_size", "loss", "class_balancing", "oversample",
               "out", "name"],
     "classify": ["model", "rasters", "tile_size", "overlap", "batch_size", "tta", "backend", "probabilities", "out"],
     "evaluate": ["prediction", "reference", "class_field", "image", "out"],
+    "detect": ["model", "rasters", "tile_size", "threshold", "merge", "aoi", "out"],
+    "evaluate_detections": ["prediction", "reference", "class_field", "min_iou", "aoi", "out"],
 }  # fmt: skip
 #: Model-specific choices offered as a list (any other value can still be typed).
 SUGGESTIONS = {
@@ -86,6 +105,10 @@ LABELS = {
     "model": "Model",
     "backend": "Inference backend",
     "cog": "Cloud-Optimized GeoTIFF",
+    "threshold": "Score threshold",
+    "min_iou": "Minimum IoU",
+    "raster": "Raster detected (for the tile seams)",
+    "nms_overlap": "Duplicate overlap",
 }
 
 
@@ -123,7 +146,7 @@ def field_spec(stage: str, name: str, info: FieldInfo) -> dict:
     if name in FIXED:
         spec.update(widget="fixed")
     elif name in PICKERS and inner in (Path, list[Path]):
-        kinds, multiple = PICKERS[name]
+        kinds, multiple = STAGE_PICKERS.get(stage, {}).get(name, PICKERS[name])
         spec.update(widget="pick", kinds=list(kinds), multiple=multiple)
     elif name == "out":
         spec.update(widget="output", pattern=OUTPUTS.get(stage, "{n}"))

@@ -27,7 +27,15 @@ import traceback
 from contextlib import closing, suppress
 from pathlib import Path
 
-from terralearn.config import ClassifyConfig, EvaluateConfig, ExportConfig, StageConfig, TrainConfig
+from terralearn.config import (
+    ClassifyConfig,
+    DetectConfig,
+    DetectionEvaluateConfig,
+    EvaluateConfig,
+    ExportConfig,
+    StageConfig,
+    TrainConfig,
+)
 from terralearn.errors import JobError, JobNotFoundError, TerraLearnError
 from terralearn.io.atomic import json_default
 from terralearn.io.runfiles import REPORT_PAGE, report_dir
@@ -39,6 +47,8 @@ STAGE_CONFIGS: dict[str, type[StageConfig]] = {
     "train": TrainConfig,
     "classify": ClassifyConfig,
     "evaluate": EvaluateConfig,
+    "detect": DetectConfig,
+    "evaluate_detections": DetectionEvaluateConfig,
 }
 KINDS = (*STAGE_CONFIGS, "resume")
 ACTIVE = ("queued", "running")
@@ -289,7 +299,7 @@ class _Reporter:
                 self.store.log(self.job_id, text)
             return
         history = self.state.setdefault("history", [])
-        keys = ("epoch", "train_loss", "val_loss", "accuracy", "mean_iou", "dice", "seconds")
+        keys = ("epoch", "train_loss", "val_loss", "accuracy", "mean_iou", "dice", "map50", "map", "seconds")
         history.append({k: row.get(k) for k in keys})
         per_epoch = sum(h["seconds"] or 0 for h in history) / len(history)
         remaining = max(0, int(row["epochs"]) - int(row["epoch"]))
@@ -297,12 +307,18 @@ class _Reporter:
                           best_epoch=row.get("best_epoch"), eta_s=per_epoch * remaining)  # fmt: skip
         self.store.update(self.job_id, progress=self.state, run_id=row.get("run_id"))
         vl = row.get("val_loss")
+        if "map50" in row:  # a detector
+            scores = f"val mAP50 {_num(row['map50'])}, mAP {_num(row['map'])}"
+        else:
+            scores = (f"val loss {'-' if vl is None else f'{vl:.4f}'}, accuracy {row.get('accuracy') or 0:.3f}, "
+                      f"mIoU {row.get('mean_iou') or 0:.3f}")  # fmt: skip
         self.store.log(
-            self.job_id,
-            f"epoch {row['epoch']}/{row['epochs']}: train loss {row['train_loss']:.4f}, "
-            f"val loss {'-' if vl is None else f'{vl:.4f}'}, accuracy {row.get('accuracy') or 0:.3f}, "
-            f"mIoU {row.get('mean_iou') or 0:.3f}",
+            self.job_id, f"epoch {row['epoch']}/{row['epochs']}: train loss {row['train_loss']:.4f}, {scores}"
         )
+
+
+def _num(v) -> str:
+    return "-" if v is None or v != v else f"{v:.3f}"
 
 
 def _rel(root: Path, path) -> str | None:
@@ -339,6 +355,8 @@ def _train_result(store: JobStore, job_id: int, result) -> dict:
         "report": _rel(store.root, report) if report.exists() else None,
         "accuracy": run.get("accuracy"), "mean_iou": run.get("mean_iou"), "dice": run.get("dice"),
         "baseline_accuracy": run.get("baseline_accuracy"), "seconds": result.seconds,
+        "task": run.get("task"), "map50": run.get("map50"), "map": run.get("map"),
+        "warnings": list(getattr(result, "warnings", None) or []),
         "weights_note": getattr(result, "weights_note", None),
     }  # fmt: skip
 
@@ -415,12 +433,48 @@ def _run_evaluate(store: JobStore, job_id: int, settings: dict) -> dict:
             "metrics": m, "warnings": result.warnings, "seconds": result.seconds}  # fmt: skip
 
 
+def _run_detect(store: JobStore, job_id: int, settings: dict) -> dict:
+    from terralearn.predict.detect import detect
+
+    config = DetectConfig.model_validate(settings)
+    rep = _Reporter(store, job_id, "tiles")
+    rep.phase("Detecting objects")
+    result = detect(config, progress=rep)
+    counts = ", ".join(f"{n} {name}" for name, n in result.counts.items())
+    store.log(job_id, f"Detected {result.detections:,} objects ({counts}) in {result.tiles:,} tiles in "
+                      f"{result.seconds:.1f} s.")  # fmt: skip
+    for w in result.warnings:
+        store.log(job_id, f"Warning: {w}")
+    return {"out": _rel(store.root, result.out), "qml": _rel(store.root, result.qml), "counts": result.counts,
+            "detections": result.detections, "tiles": result.tiles, "tiles_skipped": result.tiles_skipped,
+            "area_km2": result.area_km2, "seconds": result.seconds, "warnings": list(result.warnings),
+            "tile_size": result.tile_size, "rasters": [_rel(store.root, r) for r in config.rasters]}  # fmt: skip
+
+
+def _run_evaluate_detections(store: JobStore, job_id: int, settings: dict) -> dict:
+    from terralearn.evaluate.detection_stage import evaluate_detections
+
+    config = DetectionEvaluateConfig.model_validate(settings)
+    rep = _Reporter(store, job_id, "objects")
+    rep.phase("Matching the detections with the reference objects")
+    result = evaluate_detections(config)
+    m = result.metrics
+    store.log(job_id, f"mAP50 {_num(m['map50'])}, COCO mAP {_num(m['map'])} at min IoU {m['min_iou']:g}.")
+    return {"out": _rel(store.root, result.out), "report": _rel(store.root, result.report),
+            "pr_png": _rel(store.root, result.pr_png), "seams_png": _rel(store.root, result.seams_png),
+            "metrics_json": _rel(store.root, result.metrics_json), "warnings": result.warnings,
+            "seconds": result.seconds, "prediction": _rel(store.root, config.prediction),
+            "metrics": {k: m[k] for k in ("map50", "map", "map75", "min_iou", "per_class", "counts")}}  # fmt: skip
+
+
 RUNNERS = {
     "export": _run_export,
     "train": _run_train,
     "resume": _run_resume,
     "classify": _run_classify,
     "evaluate": _run_evaluate,
+    "detect": _run_detect,
+    "evaluate_detections": _run_evaluate_detections,
 }
 
 

@@ -412,3 +412,32 @@ def _vector_quicklook(path: Path, max_size: int) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", transparent=True, dpi=100)
     return buf.getvalue()
+
+
+def detection_boxes(path: Path, limit: int = 20_000) -> dict:
+    """Boxes of a detections GeoPackage in the pixels of the raster they were detected on (its recorded grid).
+
+    ``{"classes": [{value, name, colour}], "boxes": [[col0, row0, col1, row1, class index, score], ...],
+    "total": N, "raster": first raster}``, best ``limit`` boxes first. A layer without the grid of
+    ``terralearn detect`` is refused: its map coordinates cannot be placed on an image.
+    """
+    from affine import Affine
+
+    from terralearn.geo.boxes import map_to_pixel
+    from terralearn.io.detections import read_detections
+
+    layer = read_detections(path)
+    grid = layer.metadata.get("grid")
+    if not grid:
+        raise InputFileError(f"'{path.name}' records no raster grid, so its boxes cannot be drawn over an image.",
+                             "Draw detections written by `terralearn detect`, or open the file in QGIS.")  # fmt: skip
+    order = np.argsort(-layer.scores, kind="stable")[:limit]
+    pixels = map_to_pixel(layer.boxes[order], Affine(*grid["transform"][:6])) if len(order) else np.zeros((0, 4))
+    index = {c["value"]: i for i, c in enumerate(layer.classes)}
+    classes = [index.get(int(v), 0) for v in layer.class_values[order]]
+    boxes = [[*(round(float(v), 2) for v in b), k, round(float(s), 4)]
+             for b, k, s in zip(pixels, classes, layer.scores[order], strict=True)]  # fmt: skip
+    rasters = layer.metadata.get("rasters") or []
+    return {"classes": [{k: c.get(k) for k in ("value", "name", "colour")} for c in layer.classes], "boxes": boxes,
+            "total": len(layer), "shown": len(boxes), "raster": rasters[0] if rasters else None,
+            "width": grid["width"], "height": grid["height"]}  # fmt: skip

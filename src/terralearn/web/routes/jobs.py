@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from terralearn.web import forms, jobs
 from terralearn.web.routes import Files, FormValues, Id, Store, invalid
 
-JobStage = Literal["export", "train", "classify", "evaluate"]
+JobStage = Literal["export", "train", "classify", "evaluate", "detect", "evaluate_detections"]
 
 router = APIRouter(tags=["jobs"])
 

@@ -22,6 +22,7 @@ STEPS = [
     ("train", "Train", "Train a model on the chips and watch it learn."),
     ("runs", "Runs", "Every training run, side by side."),
     ("classify", "Classify", "Turn a whole raster into a land-cover map."),
+    ("detect", "Detect", "Find objects in a whole raster: one box per object, in a GeoPackage."),
     ("evaluate", "Evaluate", "Measure the map's accuracy against reference data."),
 ]
 
@@ -79,6 +80,8 @@ def status(request: Request, files: Files, store: Store) -> dict:
         "train": runs_done,
         "runs": runs_done,
         "classify": "classify" in finished or bool(files.find({"map"}, limit=1)),
-        "evaluate": "evaluate" in finished or any(r.get("eval_accuracy") is not None for r in runs),
+        "detect": "detect" in finished,
+        "evaluate": bool({"evaluate", "evaluate_detections"} & finished)
+        or any(r.get("eval_accuracy") is not None for r in runs),
     }
     return {"workspace": str(root), "version": __version__, "active_jobs": len(store.active()), "done": done}

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Request
 from terralearn.web import forms
 from terralearn.web.routes import Files, FormValues, invalid
 
-Stage = Literal["check", "export", "train", "classify", "evaluate"]
+Stage = Literal["check", "export", "train", "classify", "evaluate", "detect", "evaluate_detections"]
 
 router = APIRouter(tags=["stages"])
 

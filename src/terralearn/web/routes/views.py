@@ -47,6 +47,13 @@ def tile(
     return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
 
 
+@router.get("/api/detections", tags=["map"])
+def detections(files: Files, path: WorkspacePath, limit: Annotated[int, Query(ge=1, le=100_000)] = 20_000) -> dict:
+    """The boxes of a detections GeoPackage in the detected raster's pixels, best first, for the map viewer."""
+    target = files.resolve(path)
+    return _render(render.detection_boxes, target, limit=limit)
+
+
 def _render(fn, target: Path, *args, **kwargs):
     try:
         return fn(target, *args, **kwargs)

@@ -298,15 +298,17 @@ async function makeWidget(f, saved, suggestedOutput, changed) {
         } catch (e) { /* the layer may not be readable: validation says so */ }
         changed();
       };
-      source.onchange = load;
+      const before = source.onchange;  // several fields may follow one layer (class field, class name field)
+      source.onchange = () => { if (before) before(); load(); };
       load();
     };
   } else if (f.widget === "choice") {
-    const sel = h("select", { id }, f.choices.map((c) => h("option", { value: c }, c)));
-    sel.value = saved ?? f.default ?? f.choices[0];
+    const sel = h("select", { id }, f.optional ? h("option", { value: "" }, "automatic") : null,
+      f.choices.map((c) => h("option", { value: c }, c)));
+    sel.value = saved ?? f.default ?? (f.optional ? "" : f.choices[0]);
     sel.addEventListener("change", changed);
     input = sel;
-    w.value = () => sel.value;
+    w.value = () => (sel.value === "" && f.optional ? null : sel.value);
   } else if (f.widget === "checkbox") {
     const cb = h("input", { type: "checkbox", id, checked: saved ?? f.default ?? false });
     cb.addEventListener("change", changed);
@@ -361,7 +363,8 @@ function preferred(name, items) {
 
 const ENDED = { finished: "Done.", cancelled: "Stopped on request:", failed: "Failed: see the message below and the log.",
   interrupted: "Interrupted: the worker stopped (the app or the computer was restarted)." };
-const JOB_TITLES = { export: "Export", train: "Training", resume: "Training (resumed)", classify: "Classification", evaluate: "Evaluation" };
+const JOB_TITLES = { export: "Export", train: "Training", resume: "Training (resumed)", classify: "Classification", evaluate: "Evaluation",
+  detect: "Detection", evaluate_detections: "Detection evaluation" };
 
 function jobView(jobId, { onDone } = {}) {
   const el = h("div", { class: "job", "data-job": jobId });
@@ -447,6 +450,14 @@ function renderResult(job) {
       metric(fmt(r.val_chips), "held out for validation")));
     if (r.findings && r.findings.length) box.append(findingsList(r.findings));
     box.append(nextRow([h("span", { class: "muted" }, "Chip set ", h("code", {}, r.out))], "/train", "train a model"));
+  } else if ((job.kind === "train" || job.kind === "resume") && r.task === "detection") {
+    box.append(h("div", { class: "metrics" }, metric(fmt(r.map50), "validation mAP50"), metric(fmt(r.map), "COCO mAP@[.5:.95]")));
+    box.append(h("p", { class: "muted small" }, "Scored on the chips of the export's held-out blocks: no object there was seen in training."));
+    for (const w of r.warnings || []) box.append(h("p", {}, h("span", { class: "badge warning" }, "warning"), " ", w.message || w, w.fix ? h("span", { class: "muted small" }, " " + w.fix) : null));
+    box.append(nextRow([
+      r.report ? h("a", { class: "button primary", href: fileUrl(r.report), target: "_blank", rel: "noopener" }, "Open the training report") : null,
+      r.package ? h("a", { class: "button", href: downloadUrl(r.package + ".zip") }, "Download the model (.zip)") : null,
+    ], "/detect", "detect objects in a raster"));
   } else if (job.kind === "train" || job.kind === "resume") {
     box.append(h("div", { class: "metrics" },
       metric(pct(r.accuracy), "validation accuracy"), metric(fmt(r.mean_iou), "mean IoU"), metric(fmt(r.dice), "Dice"),
@@ -471,6 +482,18 @@ function renderResult(job) {
     ], "/evaluate", "evaluate the map"));
   } else if (job.kind === "evaluate") {
     box.append(evaluationView(r, job.config));
+  } else if (job.kind === "detect") {
+    box.append(h("div", { class: "metrics" }, metric(fmt(r.detections), "objects detected"),
+      ...Object.entries(r.counts || {}).map(([name, n]) => metric(fmt(n), name)),
+      metric(fmt(r.tiles), `tiles of ${fmt(r.tile_size)} px`), r.area_km2 ? metric(fmt(r.area_km2, 2), "km²") : null));
+    for (const w of r.warnings || []) box.append(h("p", {}, h("span", { class: "badge warning" }, "warning"), " ", w));
+    box.append(detectionViewer(r.rasters && r.rasters[0], r.out));
+    box.append(nextRow([
+      h("a", { class: "button primary", href: downloadUrl(r.out) }, "Download the detections (GeoPackage)"),
+      r.qml ? h("a", { class: "button", href: downloadUrl(r.qml) }, "QGIS style (.qml)") : null,
+    ], "/evaluate", "evaluate the detections"));
+  } else if (job.kind === "evaluate_detections") {
+    box.append(detectionEvaluationView(r));
   }
   return box;
 }
@@ -478,6 +501,13 @@ function renderResult(job) {
 function metric(v, k) { return h("div", { class: "metric" }, h("div", { class: "v" }, v), h("div", { class: "k" }, k)); }
 
 function drawCharts(container, history, best) {
+  if (history.some((r) => typeof r.map50 === "number")) {  // a detector: its losses and validation mAP
+    put(container,
+      lineChart("Loss", history, [["train_loss", "training", "#2e7d4f"]], best),
+      lineChart("Validation mAP", history, [["map50", "mAP50", "#24508f"], ["map", "mAP@[.5:.95]", "#a86400"]], best),
+      h("div", { class: "chart-note muted small" }, best ? `Dashed line: the best epoch (${best}), whose model is kept.` : ""));
+    return;
+  }
   put(container,
     lineChart("Loss", history, [["train_loss", "training", "#2e7d4f"], ["val_loss", "validation", "#c0392b"]], best),
     lineChart("Validation scores", history, [["accuracy", "accuracy", "#24508f"], ["mean_iou", "mean IoU", "#a86400"], ["dice", "Dice", "#7b3fa0"]], best),
@@ -577,6 +607,77 @@ function mapViewer(imagePath, mapPath) {
     } catch (e) { wrap.append(errorBox(e)); }
   }, 0);
   return wrap;
+}
+
+/* Detections over the image they were found on: boxes coloured by class, a score slider, the counts shown. */
+function detectionViewer(imagePath, gpkgPath) {
+  const wrap = h("div", { class: "mapwrap" });
+  const div = h("div", { class: "mapview" });
+  const tools = h("div", { class: "map-tools" });
+  const legend = h("div", { class: "legend" });
+  wrap.append(tools, div, legend);
+  setTimeout(async () => {
+    try {
+      const d = await api("GET", "/api/detections?" + q({ path: gpkgPath }));
+      const image = imagePath || (d.raster ? relPath(d.raster) : null);
+      const base = image ? await api("GET", "/api/pyramid?" + q({ path: image })) : null;
+      const ref = base || { width: d.width, height: d.height, max_zoom: 0 };
+      const map = L.map(div, { crs: L.CRS.Simple, minZoom: -2, maxZoom: ref.max_zoom + 3, attributionControl: false, zoomSnap: 0.25 });
+      const at = (x, y) => map.unproject([x, y], ref.max_zoom);
+      const bounds = L.latLngBounds(at(0, ref.height), at(ref.width, 0));
+      if (base) L.tileLayer("/api/tiles/{z}/{x}/{y}.png?" + q({ path: image }), {
+        tileSize: 256, minZoom: -2, maxZoom: ref.max_zoom + 3, maxNativeZoom: base.max_zoom, minNativeZoom: 0,
+        bounds, noWrap: true, keepBuffer: 2 }).addTo(map);
+      map.fitBounds(bounds);
+      const group = L.layerGroup().addTo(map);
+      const shown = h("span", { class: "muted small", "data-shown": "" });
+      const colours = d.classes.map((c) => c.colour || "#ff00ff");
+      const draw = (min) => {
+        group.clearLayers();
+        let n = 0;
+        for (const [x0, y0, x1, y1, k, score] of d.boxes) {
+          if (score < min) continue;
+          n += 1;
+          L.rectangle(L.latLngBounds(at(x0, y1), at(x1, y0)), { color: colours[k], weight: 2, fill: false })
+            .bindTooltip(`${d.classes[k].name} · score ${score.toFixed(2)}`).addTo(group);
+        }
+        shown.textContent = `${fmt(n)} of ${fmt(d.total)} boxes with a score of at least ${min.toFixed(2)}`;
+      };
+      const scores = d.boxes.map((b) => b[5]);
+      const lowest = scores.length ? Math.floor(100 * Math.min(...scores)) : 0;
+      const slider = h("input", { type: "range", min: lowest, max: 100, value: lowest, "aria-label": "Minimum score" });
+      slider.addEventListener("input", () => draw(slider.value / 100));
+      tools.append(h("label", {}, "Minimum score ", slider), shown);
+      draw(lowest / 100);
+      if (d.shown < d.total) tools.append(h("span", { class: "muted small" }, ` (the best ${fmt(d.shown)} are drawn)`));
+      d.classes.forEach((c, i) => legend.append(h("span", {}, h("span", { class: "sw", style: `background:${colours[i]}` }), c.name)));
+    } catch (e) { wrap.append(errorBox(e)); }
+  }, 0);
+  return wrap;
+}
+
+function detectionEvaluationView(r) {
+  const m = r.metrics || {};
+  const box = h("div", {});
+  box.append(h("div", { class: "metrics" }, metric(fmt(m.map50), "mAP50"), metric(fmt(m.map), "COCO mAP@[.5:.95]"),
+    metric(fmt(m.map75), "mAP75"), metric(fmt((m.counts || {}).reference), "reference objects")));
+  for (const w of r.warnings || []) box.append(h("p", {}, h("span", { class: "badge warning" }, "warning"), " ", w.message || w, w.fix ? h("span", { class: "muted small" }, " " + w.fix) : null));
+  const rows = m.per_class || [];
+  if (rows.length) {
+    box.append(h("h3", {}, `Per class (matched at IoU ≥ ${fmt(m.min_iou, 2)})`), h("div", { class: "table-scroll" }, h("table", { class: "per-class ap-table" },
+      h("tr", {}, ["Class", "AP50", "AP", "Precision", "Recall", "F1", "TP", "FP", "FN"].map((c, i) => h("th", { class: i ? "num" : "" }, c))),
+      rows.map((c) => h("tr", {}, h("td", { class: "nowrap" }, h("span", { class: "sw", style: `background:${c.colour || "#ccc"}` }), c.class_name),
+        ...[c.ap50, c.ap, c.precision, c.recall, c.f1].map((v) => h("td", { class: "num" }, fmt(v))),
+        ...[c.tp, c.fp, c.fn].map((v) => h("td", { class: "num" }, fmt(v))))))));
+  }
+  for (const [png, title] of [[r.pr_png, "Precision-recall curves"], [r.seams_png, "Recall and precision by distance to a tile seam"]]) {
+    if (png) box.append(h("h3", {}, title), h("img", { class: "figure", src: fileUrl(png), alt: title }));
+  }
+  box.append(nextRow([
+    r.report ? h("a", { class: "button primary", href: fileUrl(r.report), target: "_blank", rel: "noopener" }, "Open the evaluation report") : null,
+    r.metrics_json ? h("a", { class: "button", href: downloadUrl(r.metrics_json) }, "metrics.json") : null,
+  ], "/runs", "compare runs"));
+  return box;
 }
 
 /* ------------------------------------------------------------------ pages */
@@ -786,8 +887,13 @@ pages.train = stagePage("train", { title: "Settings", submitLabel: "Start traini
   empty: "No training yet. Pick a chip set and start: the loss and the scores are drawn after every epoch." });
 pages.classify = stagePage("classify", { title: "Settings", submitLabel: "Classify", kinds: ["classify"],
   empty: "No map yet. Pick a trained model and the raster to classify." });
-pages.evaluate = stagePage("evaluate", { title: "Settings", submitLabel: "Evaluate the map", kinds: ["evaluate"],
+pages.detect = stagePage("detect", { title: "Settings", submitLabel: "Detect objects", kinds: ["detect"],
+  empty: "No detections yet. Pick a trained detector and the raster to search." });
+const evaluateMap = stagePage("evaluate", { title: "A classified map", submitLabel: "Evaluate the map", kinds: ["evaluate"],
   empty: "No evaluation yet. Pick a map and reference data (polygons, points or a classified raster)." });
+const evaluateDetections = stagePage("evaluate_detections", { title: "Detections", submitLabel: "Evaluate the detections",
+  kinds: ["evaluate_detections"], empty: "No detection evaluation yet. Pick detections (.gpkg) and the reference objects or annotation file." });
+pages.evaluate = async () => { await evaluateMap(); await evaluateDetections(); };
 
 function evaluationView(r, config) {
   const m = r.metrics || {};
@@ -841,6 +947,8 @@ const RUN_COLUMNS = [
   ["id", "Run", "Run number", (r) => r.id],
   ["name", "Name", "The run's name", (r) => r.name || ""],
   ["status", "Status", "How the training ended", null],
+  ["task", "Task", "Pixel classification or object detection", (r) => (r.task || "").replace("_", " ")],
+  ["headline", "Score", "Each task's headline on its validation data: mIoU for pixel classification, mAP50 for detection", (r) => (r.headline == null ? "–" : `${r.headline_metric === "map50" ? "mAP50" : r.headline_metric === "mean_iou" ? "mIoU" : r.headline_metric} ${fmt(r.headline)}`)],
   ["architecture", "Model", "Architecture and backbone", (r) => (r.backbone ? `${r.architecture} · ${r.backbone}` : r.architecture)],
   ["chip_size", "Chips", "Bands and chip size in pixels", (r) => `${fmt(r.bands)} bands, ${fmt(r.chip_size)} px`],
   ["epochs_run", "Epochs", "Epochs run (the best one kept)", (r) => `${fmt(r.epochs_run)} (best ${fmt(r.best_epoch)})`],
@@ -854,7 +962,7 @@ const RUN_COLUMNS = [
   ["eval_kappa", "Map κ", "Kappa of that evaluation", (r) => fmt(r.eval_kappa)],
   ["created", "Started", "When the run started", (r) => when(r.created)],
 ];
-const NUMERIC = new Set(["id", "epochs_run", "training_seconds", "accuracy", "mean_iou", "dice", "baseline_accuracy", "eval_accuracy", "eval_kappa"]);
+const NUMERIC = new Set(["id", "epochs_run", "training_seconds", "headline", "accuracy", "mean_iou", "dice", "baseline_accuracy", "eval_accuracy", "eval_kappa"]);
 
 const COMPARE_LABELS = { epochs_set: "epochs (maximum)", epochs_run: "epochs run", training_seconds: "training time",
   model_size_mb: "model size (MB)", mean_iou: "mean IoU", dice: "Dice", per_class_iou: "IoU per class", chip_set_fingerprint: "chip set",
@@ -969,7 +1077,8 @@ pages.job = async () => {
   root.append(card(null, jobView(id)));
   try {
     const job = await api("GET", `/api/jobs/${id}`);
-    const step = { train: "train", resume: "train", export: "export", classify: "classify", evaluate: "evaluate" }[job.kind];
+    const step = { train: "train", resume: "train", export: "export", classify: "classify", evaluate: "evaluate",
+      detect: "detect", evaluate_detections: "evaluate" }[job.kind];
     document.querySelector("h1").textContent = `Job ${id}: ${(JOB_TITLES[job.kind] || job.kind).toLowerCase()}`;
     document.title = `Job ${id} · TerraLearn`;
     const li = document.querySelector(`nav.path li[data-step="${step}"]`);
