@@ -132,14 +132,15 @@ def test_every_label_layout_reads_back_the_same_boxes(layout, tmp_path):
         assert np.array_equal(x.truncated, y.truncated)
 
 
-def test_the_command_line_trains_a_detector_with_its_preset_and_anchors(trained, tmp_path):
+def test_the_command_line_trains_a_detector_with_its_preset_and_anchors(tmp_path):
     from typer.testing import CliRunner
 
     from terralearn.cli.app import app
 
-    root, *_ = trained
-    args = ["train", "--chips", str(root / "chips"), "--out", str(tmp_path / "pkg"), "--epochs", "1",
-            "--batch-size", "4", "--workspace", str(tmp_path / "ws")]  # fmt: skip
+    raster, labels, *_ = make_objects_scene(tmp_path, bands=1, size=96, n=14, seed=2)
+    _export(raster, labels, tmp_path / "chips", tmp_path / "ws")
+    args = ["train", "--chips", str(tmp_path / "chips"), "--out", str(tmp_path / "pkg"), "--epochs", "1",
+            "--workspace", str(tmp_path / "ws")]  # fmt: skip
     bad = CliRunner().invoke(app, [*args, "--anchor-sizes", "8,16,big"])
     assert bad.exit_code != 0 and "'8,16,big' is not a comma list" in bad.output and not (tmp_path / "pkg").exists()
     result = CliRunner().invoke(app, [*args, "--detector-preset", "full", "--anchor-sizes", "6,12,24,48,96"])
@@ -147,6 +148,7 @@ def test_the_command_line_trains_a_detector_with_its_preset_and_anchors(trained,
     assert "faster_rcnn_resnet18_fpn on the held-out blocks: mAP50" in result.output
     card = json.loads((tmp_path / "pkg" / "model.json").read_text())
     assert (card["preset"], card["anchor_sizes"]) == ("full", [6, 12, 24, 48, 96])
+    assert card["training"]["batch_size"] == 4  # detection's default batch, recorded as given
 
 
 def test_the_time_budget_plans_the_epochs_and_the_schedule_ends_with_them(tmp_path, monkeypatch):
