@@ -132,6 +132,18 @@ def test_output_file_fields_style_and_seam_analysis(tmp_path, objects):
     assert metrics.metrics["tiling"] == {"tile_size": 64, "overlap": 16, "width": 128, "height": 128}
     assert metrics.metrics["seams"] and not metrics.metrics["seams_note"]
     assert metrics.map50 == pytest.approx(1.0)
+    # 16 px of overlap, anchors up to 32 px: the run says that larger objects may be cut and counted twice
+    assert any("overlap by 16 px, less than the largest objects this model targets (32 px)" in w
+               and "--tile-size 64" in w for w in result.warnings)  # fmt: skip
+
+
+def test_the_overlap_warning_names_the_tile_that_fits_the_largest_objects(objects):
+    from terralearn.predict.detect import overlap_warning
+
+    card = card_for(objects[0])  # anchors up to 32 px
+    assert "--tile-size 64" in overlap_warning(card, 64, 16, 1000)
+    assert overlap_warning(card, 64, 32, 1000) is None  # the overlap holds the largest objects
+    assert overlap_warning(card, 256, 16, 200) is None  # one tile covers the raster: nothing is cut
 
 
 def test_central_zones_drop_boxes_in_a_shared_margin_only(objects):

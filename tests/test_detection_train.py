@@ -79,6 +79,22 @@ def test_the_run_table_ranks_detection_runs_by_map50(trained):
     assert run["epochs_run"] == EPOCHS and run["model_size_mb"] > 1
 
 
+def test_detections_of_the_trained_package_are_evaluated_and_recorded_with_its_run(trained, tmp_path):
+    from terralearn.config import DetectConfig, DetectionEvaluateConfig
+    from terralearn.evaluate.detection_stage import evaluate_detections
+    from terralearn.predict.detect import detect
+
+    root, raster, result, _ = trained
+    found = detect(DetectConfig.build(model=root / "pkg", rasters=[raster], out=tmp_path / "d.gpkg", threshold=0.05))
+    assert found.tile_size == 256  # the 64-px chip, at least 256
+    labels = root / "objects.gpkg"
+    m = evaluate_detections(DetectionEvaluateConfig.build(prediction=found.out, reference=labels, class_field="kind",
+                                                          out=tmp_path / "e", workspace=root / "ws")).metrics  # fmt: skip
+    run = Registry(root / "ws").run(result.run_id)
+    assert m["run"] == result.run_id and run["eval_ap50"] == pytest.approx(m["map50"])
+    assert run["eval_map"] == str((tmp_path / "d.gpkg").resolve())
+
+
 def test_the_report_shows_losses_map_and_boxes(trained):
     _, _, result, _ = trained
     html = result.report.read_text()
@@ -199,3 +215,31 @@ def test_detection_budgets_follow_the_tile_area():
     top, dets = retina.topk_candidates, retina.detections_per_img
     scale_to_tile(retina, 64, 128)
     assert (retina.topk_candidates, retina.detections_per_img) == (4 * top, min(MAX_TILE_BUDGET, 4 * dets))
+
+
+def test_the_package_exports_to_onnx_as_a_deepness_detector(trained, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from terralearn.config import OnnxConfig
+    from terralearn.predict.onnx import export_onnx
+    from terralearn.predict.onnx_detection import decode_deepness
+
+    root, *_ = trained
+    result = export_onnx(OnnxConfig(package=root / "pkg.zip", out=tmp_path / "det.onnx"))
+    meta = {p.key: p.value for p in onnx.load(str(result.path)).metadata_props}
+    card = json.loads(meta["terralearn_card"])
+    assert (meta["model_type"], meta["det_type"], meta["tiles_size"]) == ("Detector", "YOLO_v5_or_v7_default", "64")
+    assert json.loads(meta["class_names"]) == {str(k): c["name"] for k, c in enumerate(card["classes"])}
+    assert len(json.loads(meta["standardization_mean"])) == 4 and card["task"] == "detection"
+    image = load_detection_data(open_chipset(root / "chips")).val[0][0]
+    got = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"]).run(
+        None, {"image": image[None].numpy()}
+    )
+    boxes, scores, classes = decode_deepness(got[0])
+    with torch.no_grad():
+        want = load_detector(root / "pkg").network([image])[0]
+    assert np.allclose(boxes, want["boxes"].numpy(), atol=0.05) and np.allclose(
+        scores, want["scores"].numpy(), atol=1e-3
+    )
+    assert np.array_equal(classes, want["labels"].numpy() - 1)

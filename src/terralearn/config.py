@@ -521,6 +521,7 @@ class DetectionEvaluateConfig(StageConfig):
         None, ge=0, description="Overlap between tiles in pixels, for the seam analysis (default: recorded, else 0)."
     )
     overwrite: bool = Field(False, description="Replace the output folder if it exists.")
+    workspace: WorkspaceField = None
 
     @classmethod
     def _stage_name(cls) -> str:

@@ -77,6 +77,9 @@ _ADDED_RUN_COLUMNS = {
     "headline": "REAL",
     "map50": "REAL",
     "map": "REAL",
+    # the latest evaluation of detections made with the run's detector (terralearn evaluate on a .gpkg)
+    "eval_ap50": "REAL",
+    "eval_ap": "REAL",
 }
 
 #: Columns shown by `terralearn runs`, in order.
@@ -84,7 +87,7 @@ RUN_COLUMNS = [
     "id", "created", "name", "status", "task", "architecture", "backbone", "bands", "pixel_size", "chip_size", "epochs_set",
     "epochs_run", "best_epoch", "training_seconds", "model_size_mb", "accuracy", "dice", "mean_iou",
     "map50", "map", "headline_metric", "headline", "baseline_accuracy", "selection", "cv_spread", "device", "chip_set_fingerprint", "per_class_iou", "eval_accuracy", "eval_kappa",
-    "eval_mean_iou", "package",
+    "eval_mean_iou", "eval_ap50", "eval_ap", "package",
 ]  # fmt: skip
 
 
@@ -157,6 +160,12 @@ class Registry:
         self.update_run(run_id, eval_accuracy=metrics.get("overall_accuracy"), eval_kappa=metrics.get("kappa"),
                         eval_mean_iou=metrics.get("mean_iou"), eval_map=str(Path(map_path).resolve()),
                         eval_reference=str(Path(reference).resolve()))  # fmt: skip
+
+    def record_detection_evaluation(self, run_id: int, metrics: dict, detections: Path, reference: Path) -> None:
+        """Attach a detection evaluation (mAP50, COCO mAP) to the run whose detector found the objects."""
+        self.run(run_id)  # raises RunError for an unknown run
+        self.update_run(run_id, eval_ap50=metrics.get("map50"), eval_ap=metrics.get("map"),
+                        eval_map=str(Path(detections).resolve()), eval_reference=str(Path(reference).resolve()))  # fmt: skip
 
     def run(self, run_id: int) -> dict:
         with closing(self._connect()) as con:

@@ -71,7 +71,7 @@ def evaluate(
     if Path(prediction).suffix.lower() == ".gpkg":  # detections: the detection evaluator
         _detections(given(prediction=prediction, reference=reference, class_field=class_field, out=out,
                           min_iou=min_iou, aoi=aoi, point_radius=point_radius, overwrite=overwrite,
-                          raster=image[0] if image else None))  # fmt: skip
+                          raster=image[0] if image else None, workspace=resolve_workspace(workspace)))  # fmt: skip
         return
     config = EvaluateConfig.build(**given(
         prediction=prediction, reference=reference, class_field=class_field, out=out,

@@ -33,6 +33,7 @@ from terralearn.io.atomic import atomic_dir, ensure_can_write_dir
 from terralearn.io.detections import DetectionLayer, read_detections, read_reference_objects
 from terralearn.io.raster import describe_raster, file_checksum
 from terralearn.io.vector import read_vector
+from terralearn.runs import Registry
 
 __all__ = ["DetectionMetrics", "evaluate_detections", "resolve_classes"]
 
@@ -267,8 +268,14 @@ def evaluate_detections(config: DetectionEvaluateConfig) -> DetectionMetrics:
             "reference_sha256": file_checksum(config.reference),
         },
     }
+    run_id = dets.metadata.get("run_id")
+    metrics["run"] = run_id
     with atomic_dir(out, config.overwrite) as tmp:
         files = write_detection_outputs(metrics, tmp)
+    if config.workspace is not None and run_id is not None:  # recorded with the run that made the detector
+        registry = Registry(config.workspace)
+        if any(r["id"] == run_id for r in registry.runs()):
+            registry.record_detection_evaluation(run_id, metrics, config.prediction, config.reference)
     return DetectionMetrics(
         metrics=metrics, out=out, report=out / files.report.name, pr_png=out / files.pr_png.name,
         seams_png=None if files.seams_png is None else out / files.seams_png.name, warnings=warnings,

@@ -29,6 +29,7 @@ from terralearn.config import OnnxConfig
 from terralearn.errors import PackageError
 from terralearn.io.atomic import atomic_file
 from terralearn.io.onnx_cache import cached_onnx, has_cached_onnx
+from terralearn.io.package import read_card
 from terralearn.models.catalog import MULTIPLE, NO_ENCODER
 from terralearn.predict.loader import load_model
 
@@ -54,6 +55,10 @@ def export_onnx(config: OnnxConfig) -> OnnxResult:
     from terralearn.models.segmentation import PadToMultiple
 
     package, size, tolerance = Path(config.package), config.size, config.tolerance
+    if read_card(package).get("task") == "detection":  # a detector: the Deepness object-detector layout
+        from terralearn.predict.onnx_detection import export_detector_onnx
+
+        return export_detector_onnx(config)
     loaded = load_model(package)
     if loaded.network is None:
         raise PackageError(

@@ -457,7 +457,7 @@ def _run_evaluate_detections(store: JobStore, job_id: int, settings: dict) -> di
     config = DetectionEvaluateConfig.model_validate(settings)
     rep = _Reporter(store, job_id, "objects")
     rep.phase("Matching the detections with the reference objects")
-    result = evaluate_detections(config)
+    result = evaluate_detections(config.model_copy(update={"workspace": store.root}))
     m = result.metrics
     store.log(job_id, f"mAP50 {_num(m['map50'])}, COCO mAP {_num(m['map'])} at min IoU {m['min_iou']:g}.")
     return {"out": _rel(store.root, result.out), "report": _rel(store.root, result.report),

@@ -960,9 +960,10 @@ const RUN_COLUMNS = [
   ["selection", "Selection", "How the default (--model auto) chose: each candidate's cross-validated score on held-out polygons", (r) => r.selection ? `${r.selection}${r.cv_spread != null ? ` · spread ± ${fmt(r.cv_spread)}` : ""}` : ""],
   ["eval_accuracy", "Map acc.", "Accuracy of the latest evaluation of a map made with this model", (r) => pct(r.eval_accuracy)],
   ["eval_kappa", "Map κ", "Kappa of that evaluation", (r) => fmt(r.eval_kappa)],
+  ["eval_ap50", "Det. AP50", "mAP50 of the latest evaluation of detections made with this detector", (r) => fmt(r.eval_ap50)],
   ["created", "Started", "When the run started", (r) => when(r.created)],
 ];
-const NUMERIC = new Set(["id", "epochs_run", "training_seconds", "headline", "accuracy", "mean_iou", "dice", "baseline_accuracy", "eval_accuracy", "eval_kappa"]);
+const NUMERIC = new Set(["id", "epochs_run", "training_seconds", "headline", "accuracy", "mean_iou", "dice", "baseline_accuracy", "eval_accuracy", "eval_kappa", "eval_ap50"]);
 
 const COMPARE_LABELS = { epochs_set: "epochs (maximum)", epochs_run: "epochs run", training_seconds: "training time",
   model_size_mb: "model size (MB)", mean_iou: "mean IoU", dice: "Dice", per_class_iou: "IoU per class", chip_set_fingerprint: "chip set",
