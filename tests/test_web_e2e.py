@@ -297,7 +297,7 @@ def test_new_user_takes_the_sample_through_every_page(server, browser, shots, tm
         user.follow("Continue to Export →", "export")
         form = page.locator("form[data-stage=export]")
         assert form.locator("#f-tile_size_x").input_value() == "32"  # carried over from the check
-        assert form.locator("#f-class_field").input_value() == "class_id"
+        expect(form.locator("#f-class_field")).to_have_value("class_id")  # the layer's fields load after the page
         assert form.locator("#f-out").input_value() == "chips/chips-1"
         user.shot("export-form")
         form.get_by_role("button", name="Export chips").click()

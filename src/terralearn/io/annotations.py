@@ -388,6 +388,24 @@ def read_annotations(
     raise ConfigError(f"Unknown annotation format {fmt!r}.", f"Choose one of {list(FORMATS)}.")
 
 
+def read_image_annotations(path: Path, image_size, image_names=()) -> ImageObjects:
+    """The objects of one image in ``path``: the only record, or, in a COCO file of several images, the one whose
+    file name (without suffix) is among ``image_names``. ``image_size`` (width, height) as for
+    :func:`read_annotations`. A LabelError when no image, or more than one, matches."""
+    records = read_annotations(path, image_size=image_size)
+    if len(records) > 1:
+        wanted = {Path(n).stem for n in image_names}
+        records = [r for r in records if Path(r.image).stem in wanted]
+        if len(records) != 1:
+            raise LabelError(
+                f"'{path}' describes several images, and none (or more than one) is named like the raster "
+                f"{sorted(wanted)}.",
+                "Give the raster whose file name the annotation file's image entry names, or an annotation file of "
+                "that image alone.",
+            )
+    return records[0]
+
+
 # --- writers for chips -----------------------------------------------------------------------
 
 

@@ -32,7 +32,7 @@ from rasterio.crs import CRS
 
 from terralearn.errors import ConfigError, InputFileError, LabelError
 from terralearn.geo.boxes import as_boxes, boxes_to_polygons, pixel_to_map
-from terralearn.io.annotations import is_annotation_file, read_annotations
+from terralearn.io.annotations import is_annotation_file, read_image_annotations
 from terralearn.io.atomic import write_text_atomic
 from terralearn.io.vector import read_vector, unreadable_vector
 
@@ -371,17 +371,7 @@ def _annotation_reference(path: Path, grid: dict | None, image_names) -> Referen
             "Evaluate detections written by `terralearn detect` (they record the grid), or give the reference as a "
             "vector layer in map coordinates.",
         )
-    records = read_annotations(path, image_size=(int(grid["width"]), int(grid["height"])))
-    if len(records) > 1:  # a COCO file of several images: the one detected
-        wanted = {Path(n).stem for n in image_names}
-        records = [r for r in records if Path(r.image).stem in wanted]
-        if len(records) != 1:
-            raise LabelError(
-                f"'{path}' describes several images, and none (or more than one) is named like the detected raster "
-                f"{sorted(wanted)}.",
-                "Give an annotation file of the detected image, or the image whose name the file's entry names.",
-            )
-    record = records[0]
+    record = read_image_annotations(path, (int(grid["width"]), int(grid["height"])), image_names)
     if (record.width, record.height) != (int(grid["width"]), int(grid["height"])):
         raise LabelError(
             f"The reference '{path}' describes an image of {record.width} x {record.height} px, and the detections "

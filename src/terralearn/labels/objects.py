@@ -23,7 +23,7 @@ from terralearn.errors import LabelError
 from terralearn.geo.boxes import map_to_pixel, polygons_to_boxes
 from terralearn.geo.grid import Grid
 from terralearn.io.annotations import FORMATS as ANNOTATION_FORMATS
-from terralearn.io.annotations import detect_format, is_annotation_file, read_annotations
+from terralearn.io.annotations import detect_format, is_annotation_file, read_image_annotations
 
 
 @dataclass
@@ -52,17 +52,7 @@ def read_objects(labels: Path, grid: Grid, class_field: str | None, class_value:
 
 
 def _from_annotations(path: Path, grid: Grid, image_names: tuple[str, ...]) -> Objects:
-    records = read_annotations(path, image_size=(grid.width, grid.height))
-    if len(records) > 1:  # a COCO file of many images: the one of this raster
-        wanted = {Path(n).stem for n in image_names}
-        records = [r for r in records if Path(r.image).stem in wanted] or records[:0]
-        if len(records) != 1:
-            raise LabelError(
-                f"'{path}' describes several images, and none (or more than one) is named like the raster "
-                f"{sorted(wanted)}.",
-                "Give the raster whose file name the annotation file's image entry names.",
-            )
-    record = records[0]
+    record = read_image_annotations(path, (grid.width, grid.height), image_names)
     names = normalise_values(record.labels)
     table = build_classes(names)
     index = {c.value: c.index for c in table}

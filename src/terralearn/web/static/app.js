@@ -571,89 +571,86 @@ async function latestJob(kinds) {
 
 /* ------------------------------------------------------------------ map viewer (Leaflet, pixel grid, offline) */
 
-function mapViewer(imagePath, mapPath) {
+/* The frame of a map viewer: tools above, the map, the legend below; ``draw`` fills it once it is on the page. */
+function viewerFrame(draw) {
   const wrap = h("div", { class: "mapwrap" });
   const div = h("div", { class: "mapview" });
   const tools = h("div", { class: "map-tools" });
   const legend = h("div", { class: "legend" });
   wrap.append(tools, div, legend);
   setTimeout(async () => {
-    try {
-      const base = imagePath ? await api("GET", "/api/pyramid?" + q({ path: imagePath })) : null;
-      const over = mapPath ? await api("GET", "/api/pyramid?" + q({ path: mapPath })) : null;
-      const ref = over || base;
-      const map = L.map(div, { crs: L.CRS.Simple, minZoom: -2, maxZoom: ref.max_zoom + 3, attributionControl: false, zoomSnap: 0.25 });
-      const bounds = L.latLngBounds(map.unproject([0, ref.height], ref.max_zoom), map.unproject([ref.width, 0], ref.max_zoom));
-      const layer = (p, info) => L.tileLayer("/api/tiles/{z}/{x}/{y}.png?" + q({ path: p }), {
-        tileSize: 256, minZoom: -2, maxZoom: ref.max_zoom + 3, maxNativeZoom: info.max_zoom, minNativeZoom: 0,
-        bounds, noWrap: true, keepBuffer: 2 });
-      let overlay = null;
-      if (base) layer(imagePath, base).addTo(map);
-      if (over) overlay = layer(mapPath, over).setOpacity(base ? 0.7 : 1).addTo(map);
-      map.fitBounds(bounds);
-      if (overlay && base) {
-        const slider = h("input", { type: "range", min: 0, max: 100, value: 70, "aria-label": "Map opacity" });
-        slider.addEventListener("input", () => overlay.setOpacity(slider.value / 100));
-        tools.append(h("label", {}, "Map opacity ", slider));
-        const toggle = h("input", { type: "checkbox", checked: true });
-        toggle.addEventListener("change", () => (toggle.checked ? overlay.addTo(map) : overlay.remove()));
-        tools.append(h("label", {}, toggle, " show the map over the image"));
-      }
-      tools.append(h("span", { class: "muted small" }, "Scroll or use + / − to zoom, drag to pan."));
-      for (const c of (over && over.legend) || []) {
-        legend.append(h("span", {}, h("span", { class: "sw", style: `background:${c.colour}` }), `${c.name}`,
-          c.value !== null && c.value !== undefined && String(c.value) !== c.name ? h("span", { class: "muted" }, ` (${c.value})`) : null));
-      }
-    } catch (e) { wrap.append(errorBox(e)); }
+    try { await draw(div, tools, legend); } catch (e) { wrap.append(errorBox(e)); }
   }, 0);
   return wrap;
 }
 
+function mapViewer(imagePath, mapPath) {
+  return viewerFrame(async (div, tools, legend) => {
+    const base = imagePath ? await api("GET", "/api/pyramid?" + q({ path: imagePath })) : null;
+    const over = mapPath ? await api("GET", "/api/pyramid?" + q({ path: mapPath })) : null;
+    const ref = over || base;
+    const map = L.map(div, { crs: L.CRS.Simple, minZoom: -2, maxZoom: ref.max_zoom + 3, attributionControl: false, zoomSnap: 0.25 });
+    const bounds = L.latLngBounds(map.unproject([0, ref.height], ref.max_zoom), map.unproject([ref.width, 0], ref.max_zoom));
+    const layer = (p, info) => L.tileLayer("/api/tiles/{z}/{x}/{y}.png?" + q({ path: p }), {
+      tileSize: 256, minZoom: -2, maxZoom: ref.max_zoom + 3, maxNativeZoom: info.max_zoom, minNativeZoom: 0,
+      bounds, noWrap: true, keepBuffer: 2 });
+    let overlay = null;
+    if (base) layer(imagePath, base).addTo(map);
+    if (over) overlay = layer(mapPath, over).setOpacity(base ? 0.7 : 1).addTo(map);
+    map.fitBounds(bounds);
+    if (overlay && base) {
+      const slider = h("input", { type: "range", min: 0, max: 100, value: 70, "aria-label": "Map opacity" });
+      slider.addEventListener("input", () => overlay.setOpacity(slider.value / 100));
+      tools.append(h("label", {}, "Map opacity ", slider));
+      const toggle = h("input", { type: "checkbox", checked: true });
+      toggle.addEventListener("change", () => (toggle.checked ? overlay.addTo(map) : overlay.remove()));
+      tools.append(h("label", {}, toggle, " show the map over the image"));
+    }
+    tools.append(h("span", { class: "muted small" }, "Scroll or use + / − to zoom, drag to pan."));
+    for (const c of (over && over.legend) || []) {
+      legend.append(h("span", {}, h("span", { class: "sw", style: `background:${c.colour}` }), `${c.name}`,
+        c.value !== null && c.value !== undefined && String(c.value) !== c.name ? h("span", { class: "muted" }, ` (${c.value})`) : null));
+    }
+  });
+}
+
 /* Detections over the image they were found on: boxes coloured by class, a score slider, the counts shown. */
 function detectionViewer(imagePath, gpkgPath) {
-  const wrap = h("div", { class: "mapwrap" });
-  const div = h("div", { class: "mapview" });
-  const tools = h("div", { class: "map-tools" });
-  const legend = h("div", { class: "legend" });
-  wrap.append(tools, div, legend);
-  setTimeout(async () => {
-    try {
-      const d = await api("GET", "/api/detections?" + q({ path: gpkgPath }));
-      const image = imagePath || (d.raster ? relPath(d.raster) : null);
-      const base = image ? await api("GET", "/api/pyramid?" + q({ path: image })) : null;
-      const ref = base || { width: d.width, height: d.height, max_zoom: 0 };
-      const map = L.map(div, { crs: L.CRS.Simple, minZoom: -2, maxZoom: ref.max_zoom + 3, attributionControl: false, zoomSnap: 0.25 });
-      const at = (x, y) => map.unproject([x, y], ref.max_zoom);
-      const bounds = L.latLngBounds(at(0, ref.height), at(ref.width, 0));
-      if (base) L.tileLayer("/api/tiles/{z}/{x}/{y}.png?" + q({ path: image }), {
-        tileSize: 256, minZoom: -2, maxZoom: ref.max_zoom + 3, maxNativeZoom: base.max_zoom, minNativeZoom: 0,
-        bounds, noWrap: true, keepBuffer: 2 }).addTo(map);
-      map.fitBounds(bounds);
-      const group = L.layerGroup().addTo(map);
-      const shown = h("span", { class: "muted small", "data-shown": "" });
-      const colours = d.classes.map((c) => c.colour || "#ff00ff");
-      const draw = (min) => {
-        group.clearLayers();
-        let n = 0;
-        for (const [x0, y0, x1, y1, k, score] of d.boxes) {
-          if (score < min) continue;
-          n += 1;
-          L.rectangle(L.latLngBounds(at(x0, y1), at(x1, y0)), { color: colours[k], weight: 2, fill: false })
-            .bindTooltip(`${d.classes[k].name} · score ${score.toFixed(2)}`).addTo(group);
-        }
-        shown.textContent = `${fmt(n)} of ${fmt(d.total)} boxes with a score of at least ${min.toFixed(2)}`;
-      };
-      const scores = d.boxes.map((b) => b[5]);
-      const lowest = scores.length ? Math.floor(100 * Math.min(...scores)) : 0;
-      const slider = h("input", { type: "range", min: lowest, max: 100, value: lowest, "aria-label": "Minimum score" });
-      slider.addEventListener("input", () => draw(slider.value / 100));
-      tools.append(h("label", {}, "Minimum score ", slider), shown);
-      draw(lowest / 100);
-      if (d.shown < d.total) tools.append(h("span", { class: "muted small" }, ` (the best ${fmt(d.shown)} are drawn)`));
-      d.classes.forEach((c, i) => legend.append(h("span", {}, h("span", { class: "sw", style: `background:${colours[i]}` }), c.name)));
-    } catch (e) { wrap.append(errorBox(e)); }
-  }, 0);
-  return wrap;
+  return viewerFrame(async (div, tools, legend) => {
+    const d = await api("GET", "/api/detections?" + q({ path: gpkgPath }));
+    const image = imagePath || (d.raster ? relPath(d.raster) : null);
+    const base = image ? await api("GET", "/api/pyramid?" + q({ path: image })) : null;
+    const ref = base || { width: d.width, height: d.height, max_zoom: 0 };
+    const map = L.map(div, { crs: L.CRS.Simple, minZoom: -2, maxZoom: ref.max_zoom + 3, attributionControl: false, zoomSnap: 0.25 });
+    const at = (x, y) => map.unproject([x, y], ref.max_zoom);
+    const bounds = L.latLngBounds(at(0, ref.height), at(ref.width, 0));
+    if (base) L.tileLayer("/api/tiles/{z}/{x}/{y}.png?" + q({ path: image }), {
+      tileSize: 256, minZoom: -2, maxZoom: ref.max_zoom + 3, maxNativeZoom: base.max_zoom, minNativeZoom: 0,
+      bounds, noWrap: true, keepBuffer: 2 }).addTo(map);
+    map.fitBounds(bounds);
+    const group = L.layerGroup().addTo(map);
+    const shown = h("span", { class: "muted small", "data-shown": "" });
+    const colours = d.classes.map((c) => c.colour || "#ff00ff");
+    const draw = (min) => {
+      group.clearLayers();
+      let n = 0;
+      for (const [x0, y0, x1, y1, k, score] of d.boxes) {
+        if (score < min) continue;
+        n += 1;
+        L.rectangle(L.latLngBounds(at(x0, y1), at(x1, y0)), { color: colours[k], weight: 2, fill: false })
+          .bindTooltip(`${d.classes[k].name} · score ${score.toFixed(2)}`).addTo(group);
+      }
+      shown.textContent = `${fmt(n)} of ${fmt(d.total)} boxes with a score of at least ${min.toFixed(2)}`;
+    };
+    const scores = d.boxes.map((b) => b[5]);
+    const lowest = scores.length ? Math.floor(100 * Math.min(...scores)) : 0;
+    const slider = h("input", { type: "range", min: lowest, max: 100, value: lowest, "aria-label": "Minimum score" });
+    slider.addEventListener("input", () => draw(slider.value / 100));
+    tools.append(h("label", {}, "Minimum score ", slider), shown);
+    draw(lowest / 100);
+    if (d.shown < d.total) tools.append(h("span", { class: "muted small" }, ` (the best ${fmt(d.shown)} are drawn)`));
+    d.classes.forEach((c, i) => legend.append(h("span", {}, h("span", { class: "sw", style: `background:${colours[i]}` }), c.name)));
+  });
 }
 
 function detectionEvaluationView(r) {
