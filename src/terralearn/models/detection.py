@@ -5,8 +5,8 @@
 call the stages use. Every model returned:
 
 * takes ``bands`` input channels: the backbone's first convolution is replaced. With pretrained RGB weights the
-  red/green/blue filters are kept for the first three bands and every other band gets their mean (all scaled
-  by 3 / bands); with random initialisation (the normal case offline) the new convolution is freshly
+  red/green/blue filters are kept for the first three bands and the others cycle through them (all scaled
+  by 3 / bands; ``models.segmentation.band_conv``, shared with the segmentation models); with random initialisation (the normal case offline) the new convolution is freshly
   initialised, so that no two bands start with the same filter;
 * never resizes and never re-normalises its input: TerraLearn normalises chips itself with per-band statistics,
   so the transform has ``bands``-long ``image_mean`` 0 / ``image_std`` 1 and ``min_size = max_size = chip
@@ -137,25 +137,9 @@ def _adapt_first_conv(backbone: nn.Module, bands: int, pretrained: bool) -> None
     )
     if conv.in_channels == bands:
         return
-    new = nn.Conv2d(
-        bands,
-        conv.out_channels,
-        conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
-        dilation=conv.dilation,
-        groups=conv.groups,
-        bias=conv.bias is not None,
-    )
-    if pretrained:
-        w = conv.weight.detach()
-        mean = w.mean(dim=1)
-        with torch.no_grad():
-            for i in range(bands):
-                new.weight[:, i] = (w[:, i] if i < 3 else mean) * (3.0 / bands)
-            if conv.bias is not None:
-                new.bias.copy_(conv.bias)
-    setattr(parent, attr, new)
+    from terralearn.models.segmentation import band_conv
+
+    setattr(parent, attr, band_conv(conv, bands, keep_weights=pretrained))
 
 
 def _finish(model: nn.Module, bands: int, chip_size: int, weights, note, fixed: bool = False) -> nn.Module:

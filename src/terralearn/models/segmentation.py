@@ -164,17 +164,16 @@ def build_model(
 def _adapt_first_conv(model: nn.Module, in_channels: int, band_names) -> None:
     """Replace the encoder's pretrained 3-band first convolution by an ``in_channels`` one (see module doc)."""
     parent, attr, conv = _first_conv(model.encoder)
-    w = conv.weight.detach()  # (out, 3, kh, kw)
-    new = torch.empty((w.shape[0], in_channels, *w.shape[2:]), dtype=w.dtype)
-    names = [str(n).lower() for n in (band_names or [])]
-    rgb = {i: c for i, n in enumerate(names) if (c := colour_channel(n)) is not None}
-    mean = w.mean(dim=1)
-    for i in range(in_channels):
-        if rgb:
-            new[:, i] = w[:, rgb[i]] if i in rgb else mean
-        else:
-            new[:, i] = w[:, i % 3]
-    new *= 3.0 / in_channels
+    setattr(parent, attr, band_conv(conv, in_channels, band_names))
+
+
+def band_conv(conv: nn.Conv2d, in_channels: int, band_names=None, keep_weights: bool = True) -> nn.Conv2d:
+    """A copy of the 3-band convolution ``conv`` taking ``in_channels`` bands.
+
+    With ``keep_weights``, each band gets the RGB filter of its colour (by band name), else the three filters'
+    mean; bands without names cycle through red, green, blue; all scaled by 3 / bands. Without, the new
+    convolution keeps PyTorch's fresh initialisation, so that no two bands start with the same filter.
+    """
     replacement = nn.Conv2d(
         in_channels,
         conv.out_channels,
@@ -186,11 +185,24 @@ def _adapt_first_conv(model: nn.Module, in_channels: int, band_names) -> None:
         bias=conv.bias is not None,
         padding_mode=conv.padding_mode,
     )
+    if not keep_weights:
+        return replacement
+    w = conv.weight.detach()  # (out, 3, kh, kw)
+    new = torch.empty((w.shape[0], in_channels, *w.shape[2:]), dtype=w.dtype)
+    names = [str(n).lower() for n in (band_names or [])]
+    rgb = {i: c for i, n in enumerate(names) if (c := colour_channel(n)) is not None}
+    mean = w.mean(dim=1)
+    for i in range(in_channels):
+        if rgb:
+            new[:, i] = w[:, rgb[i]] if i in rgb else mean
+        else:
+            new[:, i] = w[:, i % 3]
+    new *= 3.0 / in_channels
     with torch.no_grad():
         replacement.weight.copy_(new)
         if conv.bias is not None:
             replacement.bias.copy_(conv.bias)
-    setattr(parent, attr, replacement)
+    return replacement
 
 
 def _first_conv(module: nn.Module):
