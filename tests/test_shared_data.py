@@ -153,7 +153,7 @@ def test_spacenet_one_band_uint16_buildings_train_and_detect(shared_data, tmp_pa
     raster, labels = folder / "sample_geotiff.tif", folder / "geotiff_labels.geojson"
     ws = tmp_path / "ws"
     result = export(ExportConfig.build(rasters=[raster], labels=labels, class_value="building", task="detection",
-                                       tile_size_x=128, tile_size_y=128, stride_x=64, stride_y=64, out=tmp_path / "c",
+                                       tile_size_x=192, tile_size_y=192, out=tmp_path / "c",
                                        workspace=ws))  # fmt: skip
     manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
     assert (manifest["band_count"], manifest["dtype"], manifest["task"]) == (1, "uint16", "detection")
