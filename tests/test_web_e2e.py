@@ -488,7 +488,10 @@ def test_new_user_takes_the_sample_through_every_page(server, browser, shots, tm
         user.follow("Next: train a model →", "train")
         form = page.locator("form[data-stage=train]")
         form.locator("#f-chips").select_option("chips/chips-2")
-        form.locator("#f-model").select_option("faster_rcnn_resnet18_fpn")  # the detectors are offered beside the rest
+        # box chips: the detectors are offered, the pixel models are not
+        page.wait_for_function("() => document.querySelector('#f-model option[value=unet]').disabled")
+        assert not form.locator("#f-model option[value=faster_rcnn_resnet18_fpn]").evaluate("o => o.disabled")
+        form.locator("#f-model").select_option("faster_rcnn_resnet18_fpn")
         form.locator("#f-epochs").fill("1")
         form.locator("#f-name").fill("detector")
         form.get_by_role("button", name="Start training").click()

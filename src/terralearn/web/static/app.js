@@ -143,9 +143,26 @@ async function buildForm(stage, container, { submitLabel, onSubmit, prefill = {}
   if (modelSel && modelSel.tagName === "SELECT" && widgets.backbone) {
     const note = h("div", { class: "unused-note" }, "Not used by this model.");
     widgets.backbone.el.append(note);
-    const sync = () => widgets.backbone.el.classList.toggle("unused", ["tiny", "random_forest"].includes(modelSel.value));
+    const sync = () => widgets.backbone.el.classList.toggle("unused", ["tiny", "random_forest"].includes(modelSel.value) || isDetector(modelSel.value));
     modelSel.addEventListener("change", sync);
     sync();
+  }
+  // the models offered follow the picked chip set's task: detectors for box chips, the pixel models otherwise
+  if (modelSel && modelSel.tagName === "SELECT" && widgets.chips && widgets.chips.first) {
+    const offer = async () => {
+      const path = widgets.chips.first();
+      let task = null;
+      if (path) { try { task = (await api("GET", "/api/describe?" + q({ path }))).task; } catch (e) { /* validation says why */ } }
+      for (const o of modelSel.options) {
+        const hide = task !== null && o.value !== "auto" && (task === "detection") !== isDetector(o.value);
+        o.hidden = hide;
+        o.disabled = hide;
+      }
+      if (modelSel.selectedOptions[0] && modelSel.selectedOptions[0].disabled) { modelSel.value = "auto"; modelSel.dispatchEvent(new Event("change")); }
+    };
+    const before = widgets.chips.onchange;
+    widgets.chips.onchange = () => { if (before) before(); offer(); };
+    await offer();
   }
 
   function values() {
@@ -345,6 +362,9 @@ async function makeWidget(f, saved, suggestedOutput, changed) {
   wrap.append(h("label", { for: id }, f.label, f.optional ? h("span", { class: "muted small" }, " (optional)") : null), input, help, error);
   return w;
 }
+
+/* Detector names of the model registry (models/detection.py): the models offered for box chips. */
+const isDetector = (name) => /^(faster_rcnn|retinanet|fcos|ssd)/.test(name || "");
 
 /* The default pick: the held-out polygons for a reference, a vector layer for labels (a raster is more often the image). */
 function preferred(name, items) {
