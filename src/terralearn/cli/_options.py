@@ -27,6 +27,18 @@ def option(
     return typer.Option(*flags, help=text, show_default=False, **kwargs)
 
 
+def int_list(text: str | None, flag: str, what: str, fix: str) -> list[int] | None:
+    """The value of option ``flag``: '3,2,1' -> [3, 2, 1]; None or '' -> None; else a ConfigError: not ``what``."""
+    if not text or not text.strip():
+        return None
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",")]
+    except ValueError:
+        from terralearn.errors import ConfigError
+
+        raise ConfigError(f"{flag} {text!r} is not {what}.", fix) from None
+
+
 def given(**values) -> dict:
     """The options the user gave (``None`` means not given, so the config's default applies)."""
     return {k: v for k, v in values.items() if v is not None}

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 from terralearn.cli._common import Debug, Workspace, console, handle_errors, progress_bar
-from terralearn.cli._options import given, option
+from terralearn.cli._options import given, int_list, option
 from terralearn.config import DetectionEvaluateConfig, EvaluateConfig
-from terralearn.errors import ConfigError
 from terralearn.runs import resolve_workspace
 
 C, D = EvaluateConfig, DetectionEvaluateConfig
@@ -20,15 +19,8 @@ def _help(name: str) -> str:
 
 def parse_bands(text: str | None) -> list[int] | None:
     """'3,2,1' -> [3, 2, 1]; None or '' -> None."""
-    if not text or not text.strip():
-        return None
-    try:
-        return [int(part) for part in text.replace(" ", "").split(",")]
-    except ValueError:
-        raise ConfigError(
-            f"--rgb-bands {text!r} is not a list of band numbers.",
-            "Give three 1-based band numbers separated by commas, e.g. --rgb-bands 3,2,1.",
-        ) from None
+    return int_list(text, "--rgb-bands", "a list of band numbers",
+                    "Give three 1-based band numbers separated by commas, e.g. --rgb-bands 3,2,1.")  # fmt: skip
 
 
 def _score(value) -> str:

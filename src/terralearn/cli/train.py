@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from terralearn.cli._common import Debug, Workspace, console, err_console, handle_errors
-from terralearn.cli._options import given, option
+from terralearn.cli._options import given, int_list, option
 from terralearn.config import Architecture, DetectorPreset, Device, Loss, Monitor, TrainConfig, Weights
 
 
@@ -79,18 +79,6 @@ def epoch_bar():
 
 def _score(value) -> str:
     return "-" if value is None else f"{value:.3f}"
-
-
-def _ints(text: str | None, name: str) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(v) for v in text.split(",")]
-    except ValueError:
-        from terralearn.errors import ConfigError
-
-        raise ConfigError(f"{name} '{text}' is not a comma list of whole numbers.",
-                          f"Write e.g. {name} 8,16,32,64,128.") from None  # fmt: skip
 
 
 @handle_errors
@@ -181,7 +169,8 @@ def train(
             loss="focal" if focal_loss and loss in (None, "ce") else loss, focal_gamma=focal_gamma,
             class_balancing=class_balancing, oversample=oversample, mixup=mixup, ignore_classes=ignore_class,
             baseline=False if no_baseline else None, trees=trees, onnx=False if no_onnx else None, device=device, seed=seed,
-            detector_preset=detector_preset, anchor_sizes=_ints(anchor_sizes, "--anchor-sizes"),
+            detector_preset=detector_preset, anchor_sizes=int_list(anchor_sizes, "--anchor-sizes", "a comma list of whole numbers",
+                                                                 "Write e.g. --anchor-sizes 8,16,32,64,128."),
             name=name,
             overwrite=overwrite, workspace=workspace,
         ))  # fmt: skip

@@ -173,15 +173,18 @@ def _anchors(anchor_sizes, chip_size: int, per_octave: int = 1):
 def _faster_rcnn_resnet(depth, bands, n_classes, chip_size, preset, anchor_sizes=None, pretrained=False):
 
     net, weights, note, trainable = _resnet(depth, pretrained)
-    backbone = _resnet_fpn_extractor(net, trainable)
-    model = FasterRCNN(
+    model = _faster_rcnn(_resnet_fpn_extractor(net, trainable), n_classes, chip_size, preset, anchor_sizes)
+    return _finish(model, bands, chip_size, weights, note)
+
+
+def _faster_rcnn(backbone, n_classes, chip_size, preset, anchor_sizes) -> FasterRCNN:
+    return FasterRCNN(
         backbone,
         n_classes + 1,
         rpn_anchor_generator=_anchors(anchor_sizes, chip_size),
         box_detections_per_img=DETECTIONS_PER_CHIP,
         **PRESETS["faster_rcnn"][preset],
     )
-    return _finish(model, bands, chip_size, weights, note)
 
 
 def _faster_rcnn_mobilenet(bands, n_classes, chip_size, preset, anchor_sizes=None, pretrained=False):
@@ -191,13 +194,7 @@ def _faster_rcnn_mobilenet(bands, n_classes, chip_size, preset, anchor_sizes=Non
     norm = misc.FrozenBatchNorm2d if weights is not None else nn.BatchNorm2d
     net = mobilenet_v3_large(weights=weights, norm_layer=norm)
     backbone = _mobilenet_extractor(net, True, 3 if weights is not None else 6, returned_layers=[1, 2, 3, 5])
-    model = FasterRCNN(
-        backbone,
-        n_classes + 1,
-        rpn_anchor_generator=_anchors(anchor_sizes, chip_size),
-        box_detections_per_img=DETECTIONS_PER_CHIP,
-        **PRESETS["faster_rcnn"][preset],
-    )
+    model = _faster_rcnn(backbone, n_classes, chip_size, preset, anchor_sizes)
     return _finish(model, bands, chip_size, weights, note)
 
 

@@ -74,12 +74,16 @@ def default_detect_tile(card: dict) -> int:
     return max(int(card["chip_size"][0]), MIN_DEFAULT_TILE)
 
 
-def default_overlap(card: dict, tile: int) -> int:
-    """A quarter of the tile, raised to the model's largest anchor (the largest objects it targets), at most half."""
+def largest_anchor(card: dict) -> int:
+    """The side of the model's largest anchor in pixels: the largest objects it targets."""
     from terralearn.models.detection import default_anchor_sizes
 
-    anchors = card.get("anchor_sizes") or default_anchor_sizes(int(card["chip_size"][0]))
-    return int(min(tile // 2, max(tile // 4, max(int(a) for a in anchors))))
+    return max(int(a) for a in (card.get("anchor_sizes") or default_anchor_sizes(int(card["chip_size"][0]))))
+
+
+def default_overlap(card: dict, tile: int) -> int:
+    """A quarter of the tile, raised to the model's largest anchor (the largest objects it targets), at most half."""
+    return int(min(tile // 2, max(tile // 4, largest_anchor(card))))
 
 
 def overlap_warning(card: dict, tile: int, overlap: int, raster_side: int) -> str | None:
@@ -89,9 +93,7 @@ def overlap_warning(card: dict, tile: int, overlap: int, raster_side: int) -> st
     Measured on DOTA P0706 ships (up to 73 px; anchors up to 128 px): 128-px tiles (overlap 64) found 335 ships
     where 256, 384 and 512-px tiles found 295, 293 and 297.
     """
-    from terralearn.models.detection import default_anchor_sizes
-
-    largest = max(int(a) for a in (card.get("anchor_sizes") or default_anchor_sizes(int(card["chip_size"][0]))))
+    largest = largest_anchor(card)
     if overlap >= largest or tile >= raster_side:
         return None
     return (f"Tiles of {tile} px overlap by {overlap} px, less than the largest objects this model targets "

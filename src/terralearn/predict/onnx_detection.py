@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from terralearn.config import OnnxConfig
 from terralearn.errors import PackageError
@@ -49,7 +50,6 @@ def export_detector_onnx(config: OnnxConfig):
     """Write the detection package of ``config`` as a Deepness detector (see the module documentation)."""
     import onnx
     import onnxruntime as ort
-    import torch
 
     from terralearn.models.detection import scale_to_tile
     from terralearn.predict.detector_loader import load_detector
@@ -65,7 +65,7 @@ def export_detector_onnx(config: OnnxConfig):
     size = int(config.size[0]) if config.size is not None else chip
     net = loaded.network.eval()
     scale_to_tile(net, chip, size)
-    graph = deepness_layout(net, len(card["classes"])).eval()
+    graph = DeepnessLayout(net, len(card["classes"])).eval()
     gen = torch.Generator().manual_seed(0)
     examples = [torch.randn(1, card["band_count"], size, size, generator=gen) * 2 for _ in range(2)]
     with torch.no_grad():
@@ -98,30 +98,20 @@ def export_detector_onnx(config: OnnxConfig):
     return OnnxResult(out, diff)
 
 
-def _layout_module():
-    import torch
+class DeepnessLayout(torch.nn.Module):
+    """A torchvision detector on one tile -> (1, N, 5 + K): centre x, y, width, height, score, one-hot class."""
 
-    class DeepnessLayout(torch.nn.Module):
-        """A torchvision detector on one tile -> (1, N, 5 + K): centre x, y, width, height, score, one-hot class."""
+    def __init__(self, detector: torch.nn.Module, n_classes: int) -> None:
+        super().__init__()
+        self.detector, self.n_classes = detector, n_classes
 
-        def __init__(self, detector: torch.nn.Module, n_classes: int) -> None:
-            super().__init__()
-            self.detector, self.n_classes = detector, n_classes
-
-        def forward(self, image: torch.Tensor) -> torch.Tensor:
-            found = self.detector([image[0]])[0]
-            b, scores, labels = found["boxes"], found["scores"], found["labels"]
-            xywh = torch.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1],
-                                scores], 1)  # fmt: skip
-            onehot = (labels.unsqueeze(1) - 1 == torch.arange(self.n_classes).unsqueeze(0)).to(b.dtype)
-            return torch.cat([xywh, onehot], 1).unsqueeze(0)
-
-    return DeepnessLayout
-
-
-def deepness_layout(detector, n_classes: int):
-    """The detector wrapped in the Deepness output layout (the module class is built on first use: torch import)."""
-    return _layout_module()(detector, n_classes)
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        found = self.detector([image[0]])[0]
+        b, scores, labels = found["boxes"], found["scores"], found["labels"]
+        xywh = torch.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1],
+                            scores], 1)  # fmt: skip
+        onehot = (labels.unsqueeze(1) - 1 == torch.arange(self.n_classes).unsqueeze(0)).to(b.dtype)
+        return torch.cat([xywh, onehot], 1).unsqueeze(0)
 
 
 def decode_deepness(output: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -133,4 +123,4 @@ def decode_deepness(output: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return boxes, rows[:, 4].copy(), classes
 
 
-__all__ = ["DEEPNESS_DET_TYPE", "decode_deepness", "deepness_layout", "deepness_metadata", "export_detector_onnx"]
+__all__ = ["DEEPNESS_DET_TYPE", "DeepnessLayout", "decode_deepness", "deepness_metadata", "export_detector_onnx"]
