@@ -221,25 +221,40 @@ def test_the_package_exports_to_onnx_as_a_deepness_detector(trained, tmp_path):
     import onnx
     import onnxruntime as ort
 
-    from terralearn.config import OnnxConfig
+    from terralearn.config import DetectConfig, OnnxConfig
+    from terralearn.io.detections import read_detections
+    from terralearn.predict import deepness
+    from terralearn.predict.detect import detect
     from terralearn.predict.onnx import export_onnx
-    from terralearn.predict.onnx_detection import decode_deepness
 
-    root, *_ = trained
+    root, raster, *_ = trained
     result = export_onnx(OnnxConfig(package=root / "pkg.zip", out=tmp_path / "det.onnx"))
-    meta = {p.key: p.value for p in onnx.load(str(result.path)).metadata_props}
-    card = json.loads(meta["terralearn_card"])
-    assert (meta["model_type"], meta["det_type"], meta["tiles_size"]) == ("Detector", "YOLO_v5_or_v7_default", "64")
-    assert json.loads(meta["class_names"]) == {str(k): c["name"] for k, c in enumerate(card["classes"])}
-    assert len(json.loads(meta["standardization_mean"])) == 4 and card["task"] == "detection"
+    meta = {p.key: deepness.read_value(p.value) for p in onnx.load(str(result.path)).metadata_props}
+    card = meta["terralearn_card"]
+    # Deepness reads every value as JSON, and divides pixels by 255 before it standardises
+    assert (meta["model_type"], meta["det_type"], meta["tiles_size"], meta["tile_size"]) == (
+        "Detector", "YOLO_v5_or_v7_default", 64, 64)  # fmt: skip
+    assert meta["class_names"] == {str(k): c["name"] for k, c in enumerate(card["classes"])}
+    assert np.allclose(meta["standardization_mean"], np.array(card["normalisation"]["mean"]) / 255)
+    assert np.allclose(meta["standardization_std"], np.array(card["normalisation"]["std"]) / 255)
     image = load_detection_data(open_chipset(root / "chips")).val[0][0]
     got = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"]).run(
         None, {"image": image[None].numpy()}
     )
-    boxes, scores, classes = decode_deepness(got[0])
+    boxes, scores, classes = deepness.decode(got[0], "YOLO_v5_or_v7_default")
     with torch.no_grad():
         want = load_detector(root / "pkg").network([image])[0]
     assert np.allclose(boxes, want["boxes"].numpy(), atol=0.05) and np.allclose(
         scores, want["scores"].numpy(), atol=1e-3
     )
     assert np.array_equal(classes, want["labels"].numpy() - 1)
+    # `terralearn detect` runs the export as it runs the package: the same boxes over the whole raster
+    runs = {}
+    for name, model in (("package", root / "pkg.zip"), ("onnx", result.path)):
+        config = DetectConfig(model=model, rasters=[raster], out=tmp_path / f"{name}.gpkg", tile_size=64,
+                              threshold=0.2)  # fmt: skip
+        assert detect(config).tile_size == 64
+        runs[name] = read_detections(config.out)
+    a, b = runs["package"], runs["onnx"]
+    assert len(a) == len(b) > 0 and (a.class_values == b.class_values).all()
+    assert np.abs(a.boxes - b.boxes).max() < 0.2 and np.abs(a.scores - b.scores).max() < 1e-3

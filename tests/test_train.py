@@ -340,9 +340,12 @@ def test_onnx_export_matches_torch(chips, tmp_path):
     result = export_onnx(OnnxConfig(package=tmp_path / "pkg"))
     path, diff = result.path, result.difference
     assert diff < 1e-3
-    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-    assert meta["model_type"] == "Segmentor" and json.loads(meta["class_names"])["2"] == "wheat"
-    assert json.loads(meta["terralearn_card"])["band_count"] == 3
+    meta = {p.key: json.loads(p.value) for p in onnx.load(str(path)).metadata_props}  # JSON, as Deepness reads
+    assert meta["model_type"] == "Segmentor" and meta["class_names"]["2"] == "wheat"
+    card = meta["terralearn_card"]
+    assert card["band_count"] == 3 and meta["tile_size"] == meta["tiles_size"]
+    # Deepness divides by 255 before standardising: (x / 255 - m / 255) / (s / 255) = (x - m) / s
+    assert np.allclose(meta["standardization_mean"], np.array(card["normalisation"]["mean"]) / 255)
 
 
 def test_timm_backbones_and_unknown_names():

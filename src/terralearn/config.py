@@ -535,7 +535,11 @@ MatchMetric = Literal["iou", "ios"]
 class DetectConfig(StageConfig):
     """Stage 3 for detection: a detection package + raster(s) -> a GeoPackage of boxes with class and score."""
 
-    model: Path = Field(..., description="Detection model package folder or .zip written by `terralearn train`.")
+    model: Path = Field(
+        ...,
+        description="Detection model package folder or .zip written by `terralearn train`, or an ONNX object "
+        "detector in the QGIS Deepness convention (.onnx: a YOLO model, or `terralearn export-onnx` of a detector).",
+    )
     rasters: list[Path] = Field(
         ..., min_length=1, description="Rasters stacked as at export, in the same order (band names are checked)."
     )

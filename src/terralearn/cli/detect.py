@@ -40,7 +40,7 @@ def detect(
     debug: Debug = False,
 ) -> None:
     """Detect objects in rasters with a detection package into a GeoPackage (boxes, class, score) with a QGIS style."""
-    from terralearn.io.package import read_card
+    from terralearn.predict.onnx_detector import read_detection_card
 
     config = DetectConfig.build(**given(
         model=model, rasters=list(raster), out=out, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
@@ -49,7 +49,7 @@ def detect(
         device=device, resampling=list(resampling) if resampling else None,
         check_band_names=False if ignore_band_names else None, overwrite=overwrite, workspace=workspace,
     ))  # fmt: skip
-    read_card(config.model)  # a missing or broken package is refused before the deep-learning stack loads
+    read_detection_card(config.model)  # a missing or broken model is refused before the deep-learning stack loads
     from terralearn.geo.areas import area_km2
     from terralearn.io.raster import describe_raster
 

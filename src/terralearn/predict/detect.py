@@ -32,12 +32,10 @@ from terralearn.geo.merge_boxes import Detections, SeamMerger, row_frontier
 from terralearn.geo.tiling import TileGrid
 from terralearn.io.atomic import ensure_can_write_dir
 from terralearn.io.detections import DetectionWriter
-from terralearn.io.package import read_card
 from terralearn.io.raster import RasterStack, gdal_env
 from terralearn.predict.detect_window import TileDetector, detect_window
 from terralearn.predict.inputs import check_bands, check_grid, pixel_size_warning, read_aoi
 from terralearn.predict.window import gdal_cache_bytes, plan_tiles
-from terralearn.tasks import require_task
 
 __all__ = ["DetectResult", "default_detect_tile", "default_overlap", "detect", "overlap_warning", "writer_classes"]
 
@@ -120,9 +118,9 @@ def _checked_card(config: DetectConfig) -> dict:
     if out.exists() and not config.overwrite:
         raise OutputExistsError(f"The output '{out}' already exists.", "Choose another --out or pass --overwrite.")
     ensure_can_write_dir(out.parent, overwrite=True)
-    card = read_card(config.model)
-    require_task(card, "detection", config.model)  # before any raster is opened
-    return card
+    from terralearn.predict.onnx_detector import read_detection_card
+
+    return read_detection_card(config.model)  # before any raster is opened; refused when of another task
 
 
 def is_pixel_image(grid) -> bool:
@@ -148,17 +146,38 @@ def detect(config: DetectConfig, progress: Progress | None = None, network=None)
         if pixel_image:
             warnings.append(f"'{config.rasters[0]}' has no georeferencing: the detections are in pixel coordinates "
                             "(x = column, y = row from the top), as are the image's annotation files.")  # fmt: skip
-        tile = config.tile_size or default_detect_tile(card)
-        overlap = default_overlap(card, tile) if config.overlap is None else config.overlap
+        onnx = "onnx" in card  # an ONNX detector: its graph fixes the tile
+        third_party = card.get("source") == "onnx"  # not exported by TerraLearn: no anchors known
+        if onnx:
+            from terralearn.predict.onnx_detector import onnx_overlap, onnx_tile
+
+            tile = onnx_tile(card, config.tile_size)
+        else:
+            tile = config.tile_size or default_detect_tile(card)
+        if config.overlap is not None:
+            overlap = config.overlap
+        else:
+            overlap = onnx_overlap(card, tile) if third_party else default_overlap(card, tile)
         tiles = plan_tiles(grid.height, grid.width, tile, overlap)
-        note = overlap_warning(card, tile, overlap, min(grid.height, grid.width))
+        note = None if third_party else overlap_warning(card, tile, overlap, min(grid.height, grid.width))
         if note:
             warnings.append(note)
+        threshold, iou = config.threshold, config.nms_overlap
+        if onnx:  # the model's own settings unless the command gives them
+            info = card["onnx"]
+            if "threshold" not in config.model_fields_set and info.get("det_conf") is not None:
+                threshold = float(info["det_conf"])
+            if "nms_overlap" not in config.model_fields_set and info.get("det_iou_thresh") is not None:
+                iou = float(info["det_iou_thresh"])
         aoi = read_aoi(config.aoi, grid)
         from terralearn.models.device import resolve_device
 
         device = resolve_device(config.device)
-        if network is None:
+        if network is None and onnx:
+            from terralearn.predict.onnx_detector import load_onnx_detector
+
+            network = load_onnx_detector(config.model, card, threshold, iou, device)
+        elif network is None:
             from terralearn.predict.detector_loader import load_detector
 
             loaded = load_detector(config.model)
@@ -170,7 +189,7 @@ def detect(config: DetectConfig, progress: Progress | None = None, network=None)
             from terralearn.models.detection import scale_to_tile
 
             scale_to_tile(network, int(card["chip_size"][0]), tile)
-        detector = TileDetector(network, grid.transform, tiles, config.threshold, config.exclude_padding, config.tta,
+        detector = TileDetector(network, grid.transform, tiles, threshold, config.exclude_padding, config.tta,
                                 aoi, config.merge, config.match_metric, config.nms_overlap, config.class_agnostic,
                                 device)  # fmt: skip
         classes = writer_classes(card)
@@ -181,6 +200,8 @@ def detect(config: DetectConfig, progress: Progress | None = None, network=None)
             "model": str(config.model),
             "run_id": card.get("run_id"),
             "architecture": card.get("architecture"),
+            "model_format": "onnx" if onnx else "package",
+            "threshold": threshold,
             "settings": config.model_dump(mode="json", exclude={"model", "rasters", "out", "overwrite"}),
             "rasters": [str(p) for p in config.rasters],
             "terralearn_version": __version__,

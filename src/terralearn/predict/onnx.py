@@ -1,8 +1,8 @@
 """ONNX export of a model package, with the model card in the ONNX metadata.
 
-The metadata follows what ONNX-based GIS plugins read (QGIS Deepness: model_type,
-class_names, resolution in cm/px, tiles_size, tiles_overlap, standardization_mean/std) and
-carries the whole TerraLearn card under ``terralearn_card``. The exported graph is checked
+The metadata follows what ONNX-based GIS plugins read (QGIS Deepness, ``predict.deepness``: JSON values,
+the band statistics in Deepness' units, which divides pixels by 255 before standardising) and carries the
+whole TerraLearn card under ``terralearn_card``. The exported graph is checked
 against the PyTorch output with ONNX Runtime before the file is kept.
 
 ``classify`` runs exports kept in a cache (``onnx_model``, files in ``io.onnx_cache``): keyed by the weights'
@@ -31,6 +31,7 @@ from terralearn.io.atomic import atomic_file
 from terralearn.io.onnx_cache import cached_onnx, has_cached_onnx
 from terralearn.io.package import read_card
 from terralearn.models.catalog import MULTIPLE, NO_ENCODER
+from terralearn.predict import deepness
 from terralearn.predict.loader import load_model
 
 OPSET = 17
@@ -82,16 +83,7 @@ def export_onnx(config: OnnxConfig) -> OnnxResult:
                           dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=OPSET,
                           dynamo=False)  # fmt: skip
         model = onnx.load(str(tmp))
-        meta = {
-            "model_type": "Segmentor",
-            "class_names": json.dumps({str(c["index"]): c["name"] for c in card["classes"]}),
-            "resolution": str(float(card["pixel_size"][0]) * 100.0),
-            "tiles_size": str(size[0]),
-            "tiles_overlap": "15",
-            "standardization_mean": json.dumps(card["normalisation"]["mean"]),
-            "standardization_std": json.dumps(card["normalisation"]["std"]),
-            "terralearn_card": json.dumps(card),
-        }
+        meta = deepness.metadata(card, "Segmentor", size[0], overlap_percent=15)
         for key, value in meta.items():
             prop = model.metadata_props.add()
             prop.key, prop.value = key, value

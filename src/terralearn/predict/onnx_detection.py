@@ -6,14 +6,13 @@ height in tile pixels, a confidence, and K class scores (the YOLO v5/v7 layout, 
 The exported graph is the whole torchvision detector (proposals, RoIAlign, per-class NMS inside), followed by
 that layout: the confidence is the detector's score and the class scores are one-hot, so Deepness' own
 threshold (``det_conf``) and NMS (``det_iou_thresh``) act on TerraLearn's final boxes. The metadata also holds
-the class names, the pixel size in cm, the tile size and overlap, the per-band standardisation and the whole
-model card (``terralearn_card``). The graph is checked against PyTorch with ONNX Runtime on two random tiles
+the class names, the pixel size in cm, the tile size and overlap, the per-band standardisation (in Deepness'
+units: ``predict.deepness``) and the whole model card (``terralearn_card``). The graph is checked against PyTorch with ONNX Runtime on two random tiles
 before the file is kept, and written atomically.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -23,27 +22,11 @@ import torch
 from terralearn.config import OnnxConfig
 from terralearn.errors import PackageError
 from terralearn.io.atomic import atomic_file
+from terralearn.predict import deepness
 
 OPSET = 17
 #: The Deepness detector layout this export writes.
 DEEPNESS_DET_TYPE = "YOLO_v5_or_v7_default"
-
-
-def deepness_metadata(card: dict, size: int, overlap_percent: int = 25) -> dict[str, str]:
-    """The ONNX metadata properties Deepness reads for a detector, plus the TerraLearn card."""
-    return {
-        "model_type": "Detector",
-        "det_type": DEEPNESS_DET_TYPE,
-        "class_names": json.dumps({str(k): c["name"] for k, c in enumerate(card["classes"])}),
-        "resolution": str(float(card["pixel_size"][0]) * 100.0),
-        "tiles_size": str(size),
-        "tiles_overlap": str(overlap_percent),
-        "det_conf": "0.3",
-        "det_iou_thresh": "0.5",
-        "standardization_mean": json.dumps(card["normalisation"]["mean"]),
-        "standardization_std": json.dumps(card["normalisation"]["std"]),
-        "terralearn_card": json.dumps(card),
-    }
 
 
 def export_detector_onnx(config: OnnxConfig):
@@ -76,7 +59,8 @@ def export_detector_onnx(config: OnnxConfig):
         torch.onnx.export(graph, (examples[0],), str(tmp), input_names=["image"], output_names=["output0"],
                           dynamic_axes={"output0": {1: "detections"}}, opset_version=OPSET, dynamo=False)  # fmt: skip
         model = onnx.load(str(tmp))
-        for key, value in deepness_metadata(card, size).items():
+        for key, value in deepness.metadata(card, "Detector", size, overlap_percent=25, extra={
+                "det_type": DEEPNESS_DET_TYPE, "det_conf": 0.3, "det_iou_thresh": 0.5}).items():  # fmt: skip
             prop = model.metadata_props.add()
             prop.key, prop.value = key, value
         onnx.save(model, str(tmp))
@@ -114,13 +98,4 @@ class DeepnessLayout(torch.nn.Module):
         return torch.cat([xywh, onehot], 1).unsqueeze(0)
 
 
-def decode_deepness(output: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(boxes xyxy, scores, class indices) of a Deepness YOLO v5/v7 output ``(1, N, 5 + K)``."""
-    rows = np.asarray(output)[0]
-    cx, cy, w, h = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
-    classes = rows[:, 5:].argmax(1) if rows.shape[1] > 5 else np.zeros(len(rows), np.int64)
-    return boxes, rows[:, 4].copy(), classes
-
-
-__all__ = ["DEEPNESS_DET_TYPE", "DeepnessLayout", "decode_deepness", "deepness_metadata", "export_detector_onnx"]
+__all__ = ["DEEPNESS_DET_TYPE", "DeepnessLayout", "export_detector_onnx"]
