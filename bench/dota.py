@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="train --epochs (default: train's)")
     parser.add_argument("--batch-size", type=int, help="train --batch-size (default: train's)")
     parser.add_argument("--model", help="train --model (default: train's)")
+    parser.add_argument("--refit", choices=("auto", "on", "off"), help="train --refit (default: train's)")
     parser.add_argument("--keep", type=Path, help="keep the work folder here (default: a temporary one)")
     args = parser.parse_args(argv)
     if not SHARED.is_dir():
@@ -134,9 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         manifest = json.loads((root / "chips" / "manifest.json").read_text())
         chips = manifest["chips"]
         print(f"export   {wall['export']:7.1f} s  {chips['count']} chips ({chips['train']} train, {chips['val']} "
-              f"validation), ships in chips {manifest['objects']['in_chips']}", flush=True)  # fmt: skip
+              f"validation, {chips.get('refit', 0)} for the refit only), ships in chips "
+              f"{manifest['objects']['in_chips']}", flush=True)  # fmt: skip
         train_args = ["train", "--chips", root / "chips", "--out", root / "pkg"]
-        for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--model", args.model)):
+        for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--model", args.model),
+                            ("--refit", args.refit)):  # fmt: skip
             if value is not None:
                 train_args += [flag, value]
         wall["train"], out = cli(*train_args, workspace=ws)
@@ -147,8 +150,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{card.get('epochs_run')} epochs; west validation blocks mAP50 {val.get('map50')}",
             flush=True,
         )
+        if card.get("refit"):
+            r = card["refit"]
+            print(f"refit    {r['seconds']:7.1f} s  in train: {r['epochs']} epochs on every chip ({r['chips']} chips, "
+                  f"{r['objects']} ships in chips)", flush=True)  # fmt: skip
         print(
-            "         " + "\n         ".join(line for line in out.splitlines() if line.startswith("epoch")), flush=True
+            "         " + "\n         ".join(line for line in out.splitlines() if line.startswith(("epoch", "refit"))),
+            flush=True,
         )
         results = {}
         for tile in (None, args.second_tile):  # detect's default tile, then the second size

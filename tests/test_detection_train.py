@@ -43,7 +43,8 @@ def trained(tmp_path_factory):
 
 
 def test_a_detector_learns_the_objects_of_held_out_blocks(trained):
-    _, _, result, rows = trained
+    _, _, result, events = trained
+    rows = [r for r in events if "stage" not in r]  # the held-out run's epochs (the refit's come after)
     assert result.status == "finished" and len(rows) == EPOCHS
     assert result.metrics["val_objects"] > 5
     # a few CPU epochs only (the suite's budget): the losses fall and mAP is measured on the held-out blocks;
@@ -52,6 +53,24 @@ def test_a_detector_learns_the_objects_of_held_out_blocks(trained):
     assert 0.0 <= result.metrics["map50"] <= 1.0 and [r["epoch"] for r in rows] == [1, 2, 3]
     assert {c["name"] for c in result.metrics["per_class"]} == {"boat", "car"}
     assert all(c["ap50"] is not None for c in result.metrics["per_class"])
+
+
+def test_the_shipped_detector_is_refitted_on_every_chip_for_the_best_epoch_count(trained):
+    root, _, result, events = trained
+    chipset = open_chipset(root / "chips")
+    m = chipset.manifest
+    every = m["chips"]["train"] + m["chips"]["val"] + m["chips"]["refit"]
+    assert m["chips"]["count"] == every and len(chipset.indices("refit")) == m["chips"]["refit"]
+    refit = result.card["refit"]
+    assert refit["epochs"] == result.card["best_epoch"] and refit["chips"] == every
+    assert [e["stage"] for e in events if "stage" in e] == ["refit"] + ["refit_epoch"] * refit["epochs"]
+    # the figures are the held-out run's: the refit is never scored on its own training chips
+    assert result.metrics["map50"] == result.card["metrics"]["map50"] and "refitted" in result.metrics["source"]
+    data = load_detection_data(chipset)
+    assert len(data.everything().train) == every and not data.everything().val
+    # the chips at block borders hold objects of both splits: never in training or validation, only in the refit
+    assert all(chipset.tiles[i]["objects"] > 0 for i in chipset.indices("refit"))
+    assert "trained again on every chip" in result.report.read_text()
 
 
 def test_the_package_card_and_weights_rebuild_the_same_detector(trained):
@@ -185,7 +204,7 @@ def test_the_time_budget_plans_the_epochs_and_the_schedule_ends_with_them(tmp_pa
     _export(raster, labels, tmp_path / "chips", ws)
     rows = []
     result = train(TrainConfig.build(chips=tmp_path / "chips", out=tmp_path / "pkg", epochs=40, batch_size=4,
-                                     time_budget=45, workspace=ws), on_epoch=rows.append)  # fmt: skip
+                                     time_budget=45, refit="off", workspace=ws), on_epoch=rows.append)  # fmt: skip
     assert len(calls) == 3 and all(c[0] == 45.0 and c[2] == 40 for c in calls)  # planned after every epoch
     assert calls[0][1] >= rows[0]["seconds"]  # from the mean time of an epoch so far, checkpoint included
     assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[-1]["epochs"] == 3
@@ -193,6 +212,7 @@ def test_the_time_budget_plans_the_epochs_and_the_schedule_ends_with_them(tmp_pa
     [warning] = [w for w in result.warnings if w["code"] == "time_budget"]
     assert "allowed 3 of the 40 epochs" in warning["message"] and "--time-budget" in warning["fix"]
     assert result.card["epochs_planned"] == 3 and result.card["time_budget"] == 45
+    assert "refit" not in result.card and "refitted" not in result.metrics["source"]  # --refit off: the held-out model
 
 
 def test_detection_budgets_follow_the_tile_area():

@@ -226,6 +226,7 @@ DETECTOR_NAMES: tuple[str, ...] = (
     "retinanet_resnet18_fpn", "fcos_resnet18_fpn", "ssdlite_mobilenet_v3",
 )  # fmt: skip
 DetectorPreset = Literal["auto", "cpu", "full"]
+Refit = Literal["auto", "on", "off"]
 #: The candidates of ``--model auto``, in the order they are tried (the forest first: fast, and the bar to beat).
 Candidate = Literal["random_forest", "cnn_s", "cnn_m"]
 CANDIDATES: tuple[str, ...] = ("random_forest", "cnn_s", "cnn_m")
@@ -255,7 +256,13 @@ class TrainConfig(StageConfig):
         600.0,
         ge=30,
         description="--model auto: seconds the whole selection may take (cross-validation and refit); on a "
-        "detection chip set, seconds the training may take (the epochs are planned after the first one).",
+        "detection chip set, seconds the training and its refit may take (the epochs are planned after each one).",
+    )
+    refit: Refit = Field(
+        "auto",
+        description="Detection: after the run on the export's training blocks, whose validation blocks choose the "
+        "number of epochs and give every reported figure, train the detector again on every chip (validation "
+        "blocks and block borders too) for that many epochs, and ship it. auto: on.",
     )
     cv_folds: int = Field(
         3, ge=2, le=10, description="--model auto: folds of whole polygons (or label patches) for cross-validation."
@@ -348,7 +355,9 @@ class TrainConfig(StageConfig):
 
     def batch_for(self, task: str) -> int:
         """Chips per step: ``batch_size`` if given, else the task's default (16; 4 for detection)."""
-        return self.batch_size or (4 if task == "detection" else 16)
+        from terralearn.tasks import get_task
+
+        return self.batch_size or get_task(task).batch_size
 
     @property
     def encoder(self) -> str | None:

@@ -57,14 +57,16 @@ class ExportResult:
 
 def export(config: ExportConfig, progress: Progress | None = None) -> ExportResult:
     """Check the inputs, then write the chip set. Raises ChecksFailedError if a check finds an error."""
-    registry = None if config.workspace is None else Registry(config.workspace)
-    if config.task == "detection":  # the task's own export: boxes, not label masks (tasks/detection.py)
-        from terralearn.tasks.detection import export_detection
+    from terralearn.tasks import get_task
 
-        result = export_detection(config, progress)
-        if registry is not None:
-            registry.record_chipset(result)
-        return result
+    result = get_task(config.task).stage("export")(config, progress)  # the task's own chips and labels
+    if config.workspace is not None:
+        Registry(config.workspace).record_chipset(result)
+    return result
+
+
+def export_pixels(config: ExportConfig, progress: Progress | None = None) -> ExportResult:
+    """Pixel classification's export: image chips and label masks (Classified Tiles); the stage of ``export``."""
     ensure_can_write_dir(config.out, config.overwrite)
     report = run_checks(config)  # with the export's split and stride
     if report.errors:
@@ -112,10 +114,7 @@ def export(config: ExportConfig, progress: Progress | None = None) -> ExportResu
             labels.close()
     seconds = time.perf_counter() - t0
     n_val = sum(r["split"] == "val" for r in records)
-    result = ExportResult(config.out, len(records), len(records) - n_val, n_val, seconds, report.findings, manifest)
-    if registry is not None:
-        registry.record_chipset(result)
-    return result
+    return ExportResult(config.out, len(records), len(records) - n_val, n_val, seconds, report.findings, manifest)
 
 
 def _read_ahead(stack, labels, blocks, features_only: bool):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import typer
 
 from terralearn import __version__
@@ -17,6 +19,11 @@ from terralearn.cli.runs import app as runs_app
 from terralearn.cli.sample import sample
 from terralearn.cli.train import train
 from terralearn.cli.ui import ui
+
+# Images without georeferencing (DOTA PNGs, COCO photos) are worked in pixel coordinates, and the commands say
+# so in plain words; the libraries' own notes about the missing transform or CRS would only alarm.
+for _note in ("Dataset has no geotransform", "The given matrix is equal to Affine.identity", "'crs' was not provided"):
+    warnings.filterwarnings("ignore", message=_note)
 
 app = typer.Typer(
     name="terralearn",

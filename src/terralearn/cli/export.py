@@ -78,9 +78,11 @@ def export(
     if shown:
         print_findings(shown)
     m = result.manifest
-    objects = f", {sum(m['objects']['in_chips']):,} objects" if m["task"] == "detection" else ""
+    objects = f", {sum(m['objects']['in_chips']):,} objects" if "objects" in m else ""  # object tasks
+    refit = m["chips"].get("refit")
+    refit = f", {refit} for the refit on every label only" if refit else ""
     console.print(
-        f"Wrote {result.chips} chips ({result.train_chips} train, {result.val_chips} validation; "
+        f"Wrote {result.chips} chips ({result.train_chips} train, {result.val_chips} validation{refit}; "
         f"split by {m['split']['method']}) of {m['band_count']} bands and {len(m['classes'])} classes to "
         f"{result.out}{objects} in {result.seconds:.1f} s ({result.chips_per_second:.0f} chips/s)."
     )

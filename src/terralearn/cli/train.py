@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from terralearn.cli._common import Debug, Workspace, console, err_console, handle_errors
 from terralearn.cli._options import given, int_list, option
-from terralearn.config import Architecture, DetectorPreset, Device, Loss, Monitor, TrainConfig, Weights
+from terralearn.config import Architecture, DetectorPreset, Device, Loss, Monitor, Refit, TrainConfig, Weights
 
 
 def print_epoch(row: dict, out=None) -> None:
@@ -141,6 +141,7 @@ def train(
             "8,16,32,64,128). [default: from the chip size]",
         ),
     ] = None,
+    refit: Annotated[Refit | None, option(TrainConfig, "refit", "--refit")] = None,
     device: Annotated[Device | None, option(TrainConfig, "device", "--device")] = None,
     seed: Annotated[int | None, option(TrainConfig, "seed", "--seed")] = None,
     name: Annotated[str | None, option(TrainConfig, "name", "--name")] = None,
@@ -169,7 +170,7 @@ def train(
             loss="focal" if focal_loss and loss in (None, "ce") else loss, focal_gamma=focal_gamma,
             class_balancing=class_balancing, oversample=oversample, mixup=mixup, ignore_classes=ignore_class,
             baseline=False if no_baseline else None, trees=trees, onnx=False if no_onnx else None, device=device, seed=seed,
-            detector_preset=detector_preset, anchor_sizes=int_list(anchor_sizes, "--anchor-sizes", "a comma list of whole numbers",
+            detector_preset=detector_preset, refit=refit, anchor_sizes=int_list(anchor_sizes, "--anchor-sizes", "a comma list of whole numbers",
                                                                  "Write e.g. --anchor-sizes 8,16,32,64,128."),
             name=name,
             overwrite=overwrite, workspace=workspace,
@@ -191,6 +192,9 @@ def train(
         line = (f"Run {result.run_id} {result.status}: {result.card['architecture']} on the held-out blocks: "
                 f"mAP50 {_score(m['map50'])}, mAP {_score(m['map'])} ({m['val_objects']} objects in "
                 f"{m['val_chips']} validation chips)")  # fmt: skip
+        if result.card.get("refit"):
+            r = result.card["refit"]
+            line += f"; then refitted on every chip ({r['chips']} chips, {r['epochs']} epochs)"
     elif selection:
         console.print(selection["reason"], highlight=False, soft_wrap=True)
         line = (f"Run {result.run_id} {result.status}: chose {selection['chosen']}; cross-validated on held-out "

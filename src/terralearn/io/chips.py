@@ -35,6 +35,9 @@ _GEO_TAGS = (34735, 34736, 34737, 42112, 42113)
 
 MANIFEST = "manifest.json"
 TILES = "tiles.gpkg"
+#: The split of detection chips that only the refit on every label trains on: they show parts of objects of
+#: both the training and the validation blocks, so neither split may hold them.
+REFIT_SPLIT = "refit"
 CHIPSET_SCHEMA_VERSION = 2  # 2: the task is recorded (``task``); version 1 chip sets are pixel classification
 READABLE_CHIPSET_VERSIONS = (1, 2)
 

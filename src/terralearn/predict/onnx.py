@@ -44,7 +44,14 @@ class OnnxResult:
 
 
 def export_onnx(config: OnnxConfig) -> OnnxResult:
-    """Write ``package``/model.onnx (or ``config.out``), checked against PyTorch within ``config.tolerance``.
+    """Write ``package``/model.onnx (or ``config.out``) in the layout of the package's task (``tasks``)."""
+    from terralearn.tasks import DEFAULT_TASK, get_task
+
+    return get_task(read_card(Path(config.package)).get("task", DEFAULT_TASK)).stage("onnx")(config)
+
+
+def export_segmentation_onnx(config: OnnxConfig) -> OnnxResult:
+    """A pixel-classification package as a Deepness segmentor, checked against PyTorch within ``config.tolerance``.
 
     The graph takes tiles of ``config.size`` (height, width; default the training chip padded to a
     multiple of 32) and any batch size.
@@ -56,10 +63,6 @@ def export_onnx(config: OnnxConfig) -> OnnxResult:
     from terralearn.models.segmentation import PadToMultiple
 
     package, size, tolerance = Path(config.package), config.size, config.tolerance
-    if read_card(package).get("task") == "detection":  # a detector: the Deepness object-detector layout
-        from terralearn.predict.onnx_detection import export_detector_onnx
-
-        return export_detector_onnx(config)
     loaded = load_model(package)
     if loaded.network is None:
         raise PackageError(

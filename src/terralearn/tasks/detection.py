@@ -8,8 +8,9 @@ footprint, split and object count).
 
 Which chips are kept: chips holding at least one object (an object counts when ``min_visible`` of its area is
 inside; cut objects are flagged truncated), plus ``empty_ratio`` chips without objects per chip with objects
-(seeded), or every chip with ``output_tiles='all'``; chips outside the mask, with more than
-``max_nodata_fraction`` nodata, or showing any part of an object of the other split are not. The split holds
+(seeded), or every chip with ``output_tiles='all'``; chips outside the mask or with more than ``max_nodata_fraction``
+nodata are not. A chip showing any part of an object of the other split is neither a training nor a validation
+chip: it is written with the split ``refit``, for the refit on every label alone. The split holds
 whole objects out by spatial blocks (``labels.objects``). The raster is read chip by chip, so memory does not
 grow with its size; the chip set is built in a temporary folder and renamed into place.
 """
@@ -37,7 +38,7 @@ from terralearn.geo.grid import Grid, pixel_window_boxes
 from terralearn.geo.tiling import TileGrid
 from terralearn.io.annotations import ImageObjects, write_coco, write_kitti, write_pascal_voc
 from terralearn.io.atomic import atomic_dir, ensure_can_write_dir
-from terralearn.io.chips import CHIPSET_SCHEMA_VERSION, TILES, GeoTiffChipWriter, write_manifest
+from terralearn.io.chips import CHIPSET_SCHEMA_VERSION, REFIT_SPLIT, TILES, GeoTiffChipWriter, write_manifest
 from terralearn.io.raster import RasterStack, file_checksum
 from terralearn.labels.objects import Objects, chip_split, held_out, read_objects, validation_blocks
 
@@ -84,8 +85,8 @@ def export_detection(config: ExportConfig, progress: Progress | None = None):
             manifest = _manifest(config, stack, grid, objects, records, stats, findings)
             write_manifest(tmp, manifest)
             _write_tiles(tmp / TILES, records, grid, config)
-    n_val = sum(r["split"] == "val" for r in records)
-    return ExportResult(config.out, len(records), len(records) - n_val, n_val, time.perf_counter() - t0, findings,
+    n_train, n_val = (sum(r["split"] == k for r in records) for k in ("train", "val"))
+    return ExportResult(config.out, len(records), n_train, n_val, time.perf_counter() - t0, findings,
                         manifest)  # fmt: skip
 
 
@@ -108,9 +109,13 @@ def _plan(config: ExportConfig, grid: Grid, objects: Objects) -> list[_Chip]:
             continue
         val = chip_split(window.row_off, window.col_off, window.height, window.width, block, val_blocks)
         touched = visible_fraction(objects.boxes, window) > 0
-        if (touched & fits & (object_val != val)).any():  # shows part of an object of the other split: never written
-            continue
         idx, local, truncated = boxes_in_window(objects.boxes, window, config.min_visible)
+        if (touched & fits & (object_val != val)).any():
+            # shows part of an object of the other split: neither a training nor a validation chip, but every
+            # object is in the refit on all labels (``train.detection``), so it is written for that alone
+            if len(idx):
+                full.append(_Chip(0, window, REFIT_SPLIT, idx, local, truncated))
+            continue
         chip = _Chip(0, window, "val" if val else "train", idx, local, truncated)
         (full if len(idx) else empty).append(chip)
     if config.output_tiles == "features_only":
@@ -234,6 +239,7 @@ def _manifest(config: ExportConfig, stack, grid: Grid, objects: Objects, records
             "stride": list(config.stride),
             "train": sum(r["split"] == "train" for r in records),
             "val": sum(r["split"] == "val" for r in records),
+            REFIT_SPLIT: sum(r["split"] == REFIT_SPLIT for r in records),
         },
         "classes": [{"index": c.index, "value": c.value, "name": c.name, "colour": c.colour} for c in objects.table],
         "objects": {"labelled": objects.counts(), "in_chips": [int(v) for v in counts]},

@@ -33,7 +33,7 @@ from terralearn.io.runfiles import (
 )
 from terralearn.models.device import resolve_device
 from terralearn.runs import Registry
-from terralearn.tasks import get_task
+from terralearn.tasks import DEFAULT_TASK, get_task
 from terralearn.train.card import model_card, selection_card
 from terralearn.train.data import load_training_data
 from terralearn.train.diagnostics import METRIC_WORDS, training_warnings
@@ -76,8 +76,12 @@ def train(config: TrainConfig, on_epoch: EpochCallback | None = None) -> TrainRe
     task = read_manifest(config.chips)["task"]
     if config.batch_size is None:  # the task's default, recorded as given (the card, the run's settings, resume)
         config = config.model_copy(update={"batch_size": config.batch_for(task)})
-    if task == "detection":
-        return _train_detection(config, registry, resuming, on_epoch, t0)
+    return get_task(task).stage("train")(config, registry, resuming, on_epoch, t0)
+
+
+def train_pixels(config: TrainConfig, registry: Registry, resuming: bool, on_epoch: EpochCallback | None,
+                 t0: float) -> TrainResult:  # fmt: skip
+    """Pixel classification's training (network, forest or ``--model auto``) inside the run bookkeeping."""
     if config.model == "auto":  # the selection works on the chip set put back together (every label, no split)
         from terralearn.train.scenes import load_scene_data
 
@@ -121,7 +125,7 @@ def train(config: TrainConfig, on_epoch: EpochCallback | None = None) -> TrainRe
     return result
 
 
-def _train_detection(config: TrainConfig, registry: Registry, resuming: bool, on_epoch, t0: float) -> TrainResult:
+def train_detection_run(config: TrainConfig, registry: Registry, resuming: bool, on_epoch, t0: float) -> TrainResult:
     """A detection chip set: the detector stage (``train.detection``) inside the same run bookkeeping."""
     from terralearn.train.detection import detector_name, train_detection
 
@@ -320,12 +324,8 @@ def _scores(metrics: dict) -> dict:
 
 def _summary_and_report(registry: Registry, run_id: int, folder: Path, card: dict, history: list[dict]) -> Path:
     """Write the run's summary, then its report from the run folder; the report's path."""
-    from terralearn.train.report import summary_of, write_run_report
+    from terralearn.train.report import write_run_report
 
-    if card.get("task") == "detection":
-        from terralearn.train.detection_report import detection_summary
-
-        save_summary(folder, detection_summary(registry.run(run_id), card, history))
-    else:
-        save_summary(folder, summary_of(registry.run(run_id), card, history))
+    summary = get_task(card.get("task", DEFAULT_TASK)).stage("summary")
+    save_summary(folder, summary(registry.run(run_id), card, history))
     return write_run_report(ReportConfig(run=run_id, workspace=registry.root))

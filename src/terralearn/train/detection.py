@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from terralearn.classes import distinct_colours
 from terralearn.config import TrainConfig
 from terralearn.errors import ChipSetError, ConfigError, RunError
 from terralearn.io.checkpoint import load_checkpoint, save_checkpoint
-from terralearn.io.chips import ChipSet
+from terralearn.io.chips import REFIT_SPLIT, ChipSet
 from terralearn.io.detection_chips import ChipObjects, read_detection_chips
 from terralearn.io.package import save_package
 from terralearn.io.runfiles import package_size_mb, save_samples
@@ -65,6 +65,12 @@ class DetectionData:
     val: list[tuple[torch.Tensor, dict]]
     train_ids: list[int]
     val_ids: list[int]
+    refit: list[tuple[torch.Tensor, dict]] = field(default_factory=list)  # chips for the refit alone (see export)
+
+    def everything(self) -> DetectionData:
+        """Every chip as training data and none held out: the refit on every label."""
+        return replace(self, train=self.train + self.val + self.refit, val=[], refit=[],
+                       train_ids=[], val_ids=[])  # fmt: skip
 
     @property
     def chip_size(self) -> int:
@@ -100,11 +106,11 @@ def load_detection_data(chipset: ChipSet) -> DetectionData:
         raise ChipSetError(f"The chip set '{chipset.root}' has no training chips.",
                            "Export again with a smaller --val-fraction or more labelled objects.")  # fmt: skip
     parts = {}
-    for split, ids in (("train", train_ids), ("val", val_ids)):
+    for split, ids in (("train", train_ids), ("val", val_ids), (REFIT_SPLIT, chipset.indices(REFIT_SPLIT))):
         images, objects = read_detection_chips(chipset, ids)
         parts[split] = _samples(images, objects, mean, std, nodata)
     data = DetectionData(chipset, m["classes"], m["band_names"], mean, std, parts["train"], parts["val"], train_ids,
-                         val_ids)  # fmt: skip
+                         val_ids, parts[REFIT_SPLIT])  # fmt: skip
     if not data.objects("train").sum():
         raise ChipSetError(f"The training chips of '{chipset.root}' hold no object.",
                            "Check the labels and --min-visible, and export again.")  # fmt: skip
@@ -304,9 +310,13 @@ def train_detection(config, chipset, registry, run_id: int, folder: Path, on_epo
             raise RunError(f"Run {run_id} has no checkpoint to resume from.", "Start a new training run.")
         trainer.restore(state)
         start, previous = state["epoch"] + 1, state.get("seconds", 0.0)
+    refit = config.refit != "off" and bool(data.val)  # without held-out chips there is no epoch count to refit
+    # a refit epoch costs this many held-out-run epochs (more chips, no validation): the budget holds both runs
+    cost = (len(data.train) + len(data.val) + len(data.refit)) / len(data.train) if refit else 0.0
     budget = config.time_budget if config.model == "auto" else None
+    run_budget = budget / (1.0 + cost) if budget else None
     if budget and trainer.history:  # a resumed run goes on with the plan its epochs so far give
-        trainer.plan_epochs(max(len(trainer.history), epochs_in_budget(budget, previous / len(trainer.history),
+        trainer.plan_epochs(max(len(trainer.history), epochs_in_budget(run_budget, previous / len(trainer.history),
                                                                        config.epochs)))  # fmt: skip
     registry.update_run(run_id, device=str(device), weights=trainer.weights_used, architecture=trainer.name)
     status, t0 = "finished", time.perf_counter()
@@ -316,7 +326,7 @@ def train_detection(config, chipset, registry, run_id: int, folder: Path, on_epo
             row = trainer.run_epoch(epoch)
             seconds = previous + time.perf_counter() - t0
             if budget:  # planned again after every epoch, from the mean epoch so far: a busier machine trains fewer
-                trainer.plan_epochs(max(epoch, epochs_in_budget(budget, seconds / epoch, config.epochs)))
+                trainer.plan_epochs(max(epoch, epochs_in_budget(run_budget, seconds / epoch, config.epochs)))
             save_checkpoint(folder, trainer, epoch, seconds, None)
             registry.update_run(run_id, epochs_run=epoch, best_epoch=trainer.best_epoch, training_seconds=seconds,
                                 map50=_finite(row["map50"]), map=_finite(row["map"]),
@@ -334,12 +344,22 @@ def train_detection(config, chipset, registry, run_id: int, folder: Path, on_epo
         registry.update_run(run_id, status="interrupted", training_seconds=seconds)
         return TrainResult(run_id, "interrupted", None, folder, seconds=seconds, weights_note=trainer.weights_note)
     trainer.model.load_state_dict(trainer.best_state)
-    metrics = _metrics(trainer)
+    metrics = _metrics(trainer)  # the held-out figures: the only ones reported, refit or not
+    samples = trainer.validation_samples()
+    refitted = None
+    if refit and status != "interrupted":
+        left = budget - seconds if budget else None
+        refitted = refit_detector(config, data, device, trainer, left, cost, on_epoch, run_id)
     warnings = _warnings(trainer, metrics)
     card = detection_card(config, trainer, metrics, warnings, run_id)
-    tensors = {k: v.detach().cpu().numpy() for k, v in trainer.model.state_dict().items()}
+    shipped = trainer.model
+    if refitted is not None:
+        shipped, card["refit"] = refitted
+        metrics["source"] += "; the shipped model was then refitted on every chip (its own figures are never shown)"
+        seconds += card["refit"]["seconds"]
+    tensors = {k: v.detach().cpu().numpy() for k, v in shipped.state_dict().items()}
     package = save_package(config.out, tensors, card, overwrite=True)
-    save_samples(folder, trainer.validation_samples())
+    save_samples(folder, samples)
     final = "interrupted" if status == "interrupted" else "finished"
     registry.update_run(run_id, status=final, epochs_run=len(trainer.history), best_epoch=trainer.best_epoch,
                         training_seconds=seconds, model_size_mb=package_size_mb(package), map50=metrics["map50"],
@@ -348,6 +368,43 @@ def train_detection(config, chipset, registry, run_id: int, folder: Path, on_epo
                          warnings, seconds, trainer.weights_note)  # fmt: skip
     result.report = _summary_and_report(registry, run_id, folder, card, trainer.history)
     return result
+
+
+def refit_detector(config: TrainConfig, data: DetectionData, device: torch.device, held_out: DetectionTrainer,
+                   seconds_left: float | None, cost: float, on_epoch, run_id: int):  # fmt: skip
+    """Train a fresh detector on every chip for the held-out run's best number of epochs: ``(model, record)``.
+
+    The held-out run chose the epoch count on blocks it never trained on; the refit trains on those blocks too,
+    and on the chips at block borders that neither split could hold (``io.chips.REFIT_SPLIT``), with the same
+    settings and a schedule that ends with its last epoch. With a time budget, the refit gets what the held-out
+    run left (fewer epochs if it must). Ctrl-C during the refit ships the held-out model (returns None).
+    Measured on DOTA P0706 (bench/dota.py): see the README.
+    """
+    epochs = int(held_out.best_epoch)
+    if seconds_left is not None:
+        per_epoch = sum(h["seconds"] for h in held_out.history) / len(held_out.history) * cost
+        epochs = min(epochs, epochs_in_budget(seconds_left, per_epoch, epochs))
+    everything = data.everything()
+    trainer = DetectionTrainer(config.model_copy(update={"epochs": epochs}), everything, device)
+    notify = on_epoch or (lambda event: None)
+    notify({"stage": "refit", "candidate": held_out.name, "epochs": epochs, "chips": len(everything.train)})
+    t0 = time.perf_counter()
+    try:
+        for epoch in range(1, epochs + 1):
+            row = trainer.run_epoch(epoch)
+            notify({"stage": "refit_epoch", "epoch": epoch, "epochs": epochs, "train_loss": row["train_loss"],
+                    "seconds": row["seconds"], "run_id": run_id})  # fmt: skip
+    except KeyboardInterrupt:
+        return None
+    objects = everything.objects("train")
+    return trainer.model, {
+        "epochs": epochs, "chips": len(everything.train), "objects": int(objects.sum()),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "note": f"The shipped weights were trained again on every chip ({len(everything.train)} chips, "
+                f"{int(objects.sum())} objects) for the held-out run's best {held_out.best_epoch} epochs"
+                + (f" ({epochs} in the time budget)" if epochs < held_out.best_epoch else "")
+                + ". The figures are the held-out run's, never the refit's on its own training chips.",
+    }  # fmt: skip
 
 
 def _finite(v: float) -> float | None:

@@ -46,6 +46,7 @@ chips of held-out spatial blocks</b>: no object in them was seen in training.</p
 <table><tr><th>Metric</th><th class="n">This model</th></tr>
 <tr><td>mAP at IoU 0.5 (AP50)</td><td class="n"><b>{{ map50 }}</b></td></tr>
 <tr><td>COCO mAP at IoU 0.50:0.95</td><td class="n">{{ map }}</td></tr></table>
+{% if refit %}<p id="refit">{{ refit }}</p>{% endif %}
 <h3>Per class</h3>
 <table><tr><th>Class</th><th class="n">Training objects</th><th class="n">Validation objects</th>
 <th class="n">AP50</th><th class="n">AP 0.50:0.95</th></tr>
@@ -71,6 +72,7 @@ def detection_summary(run: dict, card: dict, history: list[dict]) -> dict:
         "anchor_sizes": card.get("anchor_sizes"), "classes": card["classes"], "history": history,
         "metrics": card["metrics"], "train_objects": td["train_objects"], "val_objects": td["val_objects"],
         "train_chips": td["train_chips"], "val_chips": td["val_chips"], "warnings": card.get("warnings", []),
+        "refit": (card.get("refit") or {}).get("note"),
     }  # fmt: skip
 
 
@@ -137,7 +139,7 @@ def write_detection_report(summary: dict, out_dir: Path, samples: dict | None = 
     html = _PAGE.render(
         css=CSS, run_id=summary.get("run_id"), name=summary.get("name") or "", status=summary.get("status") or "",
         facts=facts, warnings=warning_items(summary.get("warnings")), map50=fmt(metrics.get("map50")),
-        map=fmt(metrics.get("map")), per_class=per_class, images=images,
+        map=fmt(metrics.get("map")), per_class=per_class, images=images, refit=summary.get("refit"),
         plots=[("loss", "Training losses"), ("map", "Validation mAP per epoch"),
                ("samples", "Validation chips: true and predicted boxes")],
         no_warnings="No warnings.", version=__version__, generated=generated(),

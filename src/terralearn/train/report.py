@@ -43,6 +43,7 @@ from terralearn.io.html import (
 )
 from terralearn.io.runfiles import REPORT_PAGE, load_samples, load_summary, report_dir, run_dir
 from terralearn.runs import Registry
+from terralearn.tasks import DEFAULT_TASK, get_task
 from terralearn.train.diagnostics import MONITOR_WORDS, TIE, compare_with_baseline
 from terralearn.train.plots import plot_frequencies, plot_loss, plot_metrics, plot_samples
 from terralearn.train.report_page import TEMPLATE
@@ -413,11 +414,9 @@ def write_run_report(config: ReportConfig) -> Path:
                        f"Let it finish, or resume it with `terralearn train --resume {config.run}`.")  # fmt: skip
     summary["status"] = run["status"]
     out = Path(config.out) if config.out else report_dir(registry.root, config.run)
-    if summary.get("task") == "detection":
-        from terralearn.train.detection_report import write_detection_report
+    return get_task(summary.get("task") or DEFAULT_TASK).stage("report")(summary, out, load_samples(folder))
 
-        return write_detection_report(summary, out, load_samples(folder))
-    samples = report_samples(load_samples(folder), summary.get("bands", []))
-    return write_training_report(
-        summary, Path(config.out) if config.out else report_dir(registry.root, config.run), samples
-    )
+
+def write_pixel_report(summary: dict, out_dir: Path, samples: dict | None = None) -> Path:
+    """Pixel classification's report from the run's summary and raw samples; the stage of ``write_run_report``."""
+    return write_training_report(summary, out_dir, report_samples(samples or {}, summary.get("bands", [])))
