@@ -73,6 +73,14 @@ def test_the_shipped_detector_is_refitted_on_every_chip_for_the_best_epoch_count
     assert "trained again on every chip" in result.report.read_text()
 
 
+def test_a_refit_under_a_time_budget_only_when_it_costs_no_epochs():
+    from terralearn.train.detection import refit_fits
+
+    # DOTA P0706 on 2 cores: 22 s a held-out epoch, a refit epoch 1.7 times that; 600 s hold 27 epochs alone
+    assert not refit_fits(TrainConfig.model_construct(epochs=40), 600, 1.7, 22.0)  # 10 epochs beside a refit: no refit
+    assert refit_fits(TrainConfig.model_construct(epochs=8), 600, 1.7, 22.0)  # all 8 epochs and their refit fit
+
+
 def test_the_package_card_and_weights_rebuild_the_same_detector(trained):
     root, _, result, _ = trained
     card = json.loads((root / "pkg" / "model.json").read_text())

@@ -195,6 +195,8 @@ def train(
         if result.card.get("refit"):
             r = result.card["refit"]
             line += f"; then refitted on every chip ({r['chips']} chips, {r['epochs']} epochs)"
+        elif result.card.get("refit_note"):
+            err_console.print(f"[yellow]Note:[/] {result.card['refit_note']}", highlight=False)
     elif selection:
         console.print(selection["reason"], highlight=False, soft_wrap=True)
         line = (f"Run {result.run_id} {result.status}: chose {selection['chosen']}; cross-validated on held-out "

@@ -72,7 +72,7 @@ def detection_summary(run: dict, card: dict, history: list[dict]) -> dict:
         "anchor_sizes": card.get("anchor_sizes"), "classes": card["classes"], "history": history,
         "metrics": card["metrics"], "train_objects": td["train_objects"], "val_objects": td["val_objects"],
         "train_chips": td["train_chips"], "val_chips": td["val_chips"], "warnings": card.get("warnings", []),
-        "refit": (card.get("refit") or {}).get("note"),
+        "refit": (card.get("refit") or {}).get("note") or card.get("refit_note"),
     }  # fmt: skip
 
 
