@@ -83,8 +83,8 @@ def predicted_by_tiles(truth, tile, overlap, classes=None):
             tiles.append(shapely.box(c, r, c + tile, r + tile))
             cls.append(0 if classes is None else classes[k])
     n = len(polys)
-    return Instances(np.array(polys + [None], object)[:-1], np.full(n, 0.9, np.float32), np.array(cls, np.int64),
-                     np.array(tiles + [None], object)[:-1])  # fmt: skip
+    return Instances(np.array(polys, object), np.full(n, 0.9, np.float32), np.array(cls, np.int64),
+                     np.array(tiles, object))  # fmt: skip
 
 
 def test_objects_cut_by_seams_come_out_once_and_whole():

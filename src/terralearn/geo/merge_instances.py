@@ -97,8 +97,8 @@ def merge_instances(found: Instances, match: float = 0.5, nms: float = 0.5) -> I
         scores.append(float(np.average(found.scores[members], weights=weights)))
         classes.append(found.classes[members[0]])
         tiles.append(found.tiles[members[0]] if len(members) == 1 else shapely.union_all(found.tiles[members]))
-    out = Instances(np.array(merged_polys + [None], object)[:-1], np.array(scores, np.float32),
-                    np.array(classes, np.int64), np.array(tiles + [None], object)[:-1])  # fmt: skip
+    out = Instances(np.array(merged_polys, object), np.array(scores, np.float32), np.array(classes, np.int64),
+                    np.array(tiles, object))  # fmt: skip
     return _nms(out, nms)
 
 
@@ -113,7 +113,7 @@ def _nms(found: Instances, threshold: float) -> Instances:
             continue
         kept.add(i)
         for j in tree.query(found.polygons[i], predicate="intersects").tolist():
-            if j != i and not dropped[j] and found.classes[j] == found.classes[i] and j not in kept:
-                if _iou(found.polygons[i], found.polygons[j]) > threshold:
-                    dropped[j] = True
+            same = j != i and not dropped[j] and j not in kept and found.classes[j] == found.classes[i]
+            if same and _iou(found.polygons[i], found.polygons[j]) > threshold:
+                dropped[j] = True
     return found.take(sorted(kept))
