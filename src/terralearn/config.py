@@ -24,8 +24,8 @@ UNLABELLED = 255
 Resampling = Literal["auto", "nearest", "bilinear", "cubic", "average", "mode", "max", "min"]
 SplitMethod = Literal["auto", "polygons", "blocks", "random"]
 OutputTiles = Literal["features_only", "all"]
-ChipFormat = Literal["classified_tiles", "pascal_voc", "kitti", "coco"]
-TaskName = Literal["pixel_classification", "detection"]
+ChipFormat = Literal["classified_tiles", "pascal_voc", "kitti", "coco", "rcnn_masks", "coco_instances", "unet_id"]
+TaskName = Literal["pixel_classification", "detection", "instances"]
 InvalidGeometries = Literal["fix", "drop"]
 
 
@@ -160,13 +160,15 @@ class ExportConfig(CheckConfig):
     )
     task: TaskName = Field(
         "pixel_classification",
-        description="What the chips teach: pixel_classification (a class per pixel) or detection (boxes).",
+        description="What the chips teach: pixel_classification (a class per pixel), detection (boxes) or "
+        "instances (one outline per object).",
     )
     metadata_format: ChipFormat | None = Field(
         None,
         description="Chip layout: 'classified_tiles' (image chip + label mask chip) for pixel classification; "
-        "'pascal_voc' (one XML per chip), 'kitti' (rectangles) or 'coco' (one JSON) for detection. "
-        "Default: the task's first.",
+        "'pascal_voc' (one XML per chip), 'kitti' (rectangles) or 'coco' (one JSON) for detection; "
+        "'rcnn_masks' (a mask per class with an ID per instance), 'coco_instances' (polygons in one JSON) or "
+        "'unet_id' (object, border and interior masks) for instances. Default: the task's first.",
     )
     min_visible: float = Field(
         0.8,
@@ -180,6 +182,12 @@ class ExportConfig(CheckConfig):
         ge=0,
         description="Detection with features_only: also keep this many chips without objects per chip with "
         "objects (e.g. 0.2), drawn at random, so the detector sees background too.",
+    )
+    border_width: int = Field(
+        2, ge=1, le=32, description="Instances: width in pixels of the border band of the U-Net-ID targets."
+    )
+    interior_erosion: int = Field(
+        2, ge=1, le=32, description="Instances: pixels eroded from each object for its interior (U-Net-ID markers)."
     )
     compress: bool = Field(True, description="Deflate-compress chips of 64x64 pixels or more.")
     overwrite: bool = Field(False, description="Replace the output folder if it exists.")

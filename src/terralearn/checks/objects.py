@@ -132,3 +132,36 @@ def _degrees(objects: Objects, grid: Grid, tile) -> Finding | None:
         "vary with latitude.",
         "Reproject the image to a projected CRS (gdalwarp -t_srs EPSG:<UTM zone>) before exporting.",
     )  # fmt: skip
+
+
+#: Two instance polygons overlap when they share more than this fraction of the smaller one's area.
+OVERLAP_SHARE = 0.05
+
+
+def check_instance_polygons(polygons) -> list[Finding]:
+    """Findings about instance outlines: overlapping polygons (their shared pixels go to one of them)."""
+    import shapely
+
+    polys = shapely.make_valid(np.asarray(polygons, dtype=object))
+    if len(polys) < 2:
+        return []
+    tree = shapely.STRtree(polys)
+    left, right = tree.query(polys, predicate="intersects")
+    pick = left < right
+    left, right = left[pick], right[pick]
+    if not len(left):
+        return []
+    shared = shapely.area(shapely.intersection(polys[left], polys[right]))
+    smaller = np.minimum(shapely.area(polys[left]), shapely.area(polys[right]))
+    overlapping = shared > OVERLAP_SHARE * np.maximum(smaller, 1e-12)
+    if not overlapping.any():
+        return []
+    n = int(overlapping.sum())
+    return [Finding(
+        "overlapping_instances", "warning",
+        f"{n} pair(s) of instance polygons overlap by more than {OVERLAP_SHARE:.0%} of the smaller one: their "
+        "shared pixels are given to one instance only in the masks.",
+        "Clean the outlines in your GIS (e.g. QGIS Check Validity and Difference, or topology rules) so that "
+        "objects only touch.",
+        {"pairs": n},
+    )]  # fmt: skip

@@ -39,6 +39,8 @@ def export(
     max_nodata: Annotated[float | None, option(E, "max_nodata_fraction", "--max-nodata")] = None,
     min_visible: Annotated[float | None, option(E, "min_visible", "--min-visible")] = None,
     empty_ratio: Annotated[float | None, option(E, "empty_ratio", "--empty-ratio")] = None,
+    border_width: Annotated[int | None, option(E, "border_width", "--border-width")] = None,
+    interior_erosion: Annotated[int | None, option(E, "interior_erosion", "--interior-erosion")] = None,
     metadata_format: Annotated[ChipFormat | None, option(E, "metadata_format", "--format")] = None,
     split: Annotated[SplitMethod | None, option(E, "split", "--split")] = None,
     val_fraction: Annotated[float | None, option(E, "val_fraction", "--val-fraction")] = None,
@@ -54,8 +56,8 @@ def export(
     workspace: Workspace = None,
     debug: Debug = False,
 ) -> None:
-    """Export training chips (image + label mask, or image + boxes with --task detection) with a spatially honest
-    train/validation split."""
+    """Export training chips (image + label mask; image + boxes with --task detection; image + instance masks
+    with --task instances) with a spatially honest train/validation split."""
     root = resolve_workspace(workspace)
     config = ExportConfig.build(
         **opt.input_settings(
@@ -63,7 +65,8 @@ def export(
             resampling, buffer_radius, mask, invalid_geometries, background_class,
         ),
         **given(
-            out=out, task=task, min_visible=min_visible, empty_ratio=empty_ratio, stride_x=stride_x or stride, stride_y=stride_y or stride, output_tiles=output_tiles,
+            out=out, task=task, min_visible=min_visible, empty_ratio=empty_ratio, border_width=border_width,
+            interior_erosion=interior_erosion, stride_x=stride_x or stride, stride_y=stride_y or stride, output_tiles=output_tiles,
             min_polygon_overlap_ratio=min_polygon_overlap, max_nodata_fraction=max_nodata,
             metadata_format=metadata_format, split=split, val_fraction=val_fraction, block_size=block_size, seed=seed,
             compress=False if no_compress else None, overwrite=overwrite, workspace=root,

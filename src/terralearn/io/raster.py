@@ -376,3 +376,24 @@ def read_class_table(path: Path) -> list[dict] | None:
     except json.JSONDecodeError:
         return None
     return table if isinstance(table, list) else None
+
+
+def read_instance_ids(path: Path) -> tuple[np.ndarray, object, object]:
+    """``(ids, transform, crs)`` of an instance-ID raster's first band: int32, nodata and 0 meaning no object.
+
+    The band is read whole: instance rasters are label layers, digitised or rasterised from footprints, not
+    imagery; a raster of more than 2**28 pixels is refused with the fix.
+    """
+    with open_raster(path) as src:
+        if src.width * src.height > 2**28:
+            raise RasterError(f"The instance raster '{path}' has {src.width} x {src.height} pixels, too many to "
+                              "vectorise at once.", "Give the footprints as polygons (gdal_polygonize.py) instead.")  # fmt: skip
+        if np.dtype(src.dtypes[0]).kind == "f":
+            raise RasterError(f"The instance raster '{path}' holds {src.dtypes[0]} values; instance IDs are "
+                              "whole numbers.", "Write the IDs as an integer band (e.g. gdal_translate -ot UInt32).")  # fmt: skip
+        data = src.read(1, masked=True)
+        ids = np.where(np.ma.getmaskarray(data), 0, np.ma.getdata(data)).astype(np.int64)
+        if (ids < 0).any() or ids.max(initial=0) > np.iinfo(np.int32).max:
+            raise RasterError(f"The instance raster '{path}' holds IDs outside 0 .. 2**31.",
+                              "Renumber the instances from 1.")  # fmt: skip
+        return ids.astype(np.int32), src.transform, src.crs

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from terralearn import __version__
 from terralearn.errors import ConfigError, PackageError
 
 
@@ -46,8 +47,8 @@ class Task:
         try:
             module, function = self.stages[name].split(":")
         except KeyError:
-            raise ConfigError(f"{self.words.capitalize()} has no {name} stage.",
-                              f"The stages of this task: {', '.join(self.stages)}.") from None  # fmt: skip
+            raise ConfigError(f"{self.words.capitalize()} has no {name} stage in TerraLearn {__version__}.",
+                              f"What this version does for {self.words}: {', '.join(self.stages)}.") from None  # fmt: skip
         return getattr(importlib.import_module(module), function)
 
 
@@ -91,6 +92,18 @@ TASKS: dict[str, Task] = {
             "predict": "terralearn.predict.detect:detect",
             "evaluate": "terralearn.evaluate.detection_stage:evaluate_detections",
         },
+    ),
+    "instances": Task(
+        name="instances",
+        words="instance segmentation",
+        targets="an instance ID and a class per pixel (one outline per object)",
+        label_formats=("rcnn_masks", "coco_instances", "unet_id"),
+        headline="f1_50",
+        higher_is_better=True,
+        command="detect",
+        output="a GeoPackage of polygons with class and score",
+        batch_size=4,
+        stages={"export": "terralearn.tasks.instances:export_instances"},  # training and prediction: not yet
     ),
 }
 

@@ -203,13 +203,13 @@ def label_path(layout: str, chip_id: int) -> str | None:
 
 
 def _manifest(config: ExportConfig, stack, grid: Grid, objects: Objects, records: list[dict], stats: BandStats,
-              findings: list[Finding]) -> dict:  # fmt: skip
+              findings: list[Finding], task: str = "detection") -> dict:  # fmt: skip
     counts = np.sum([r["counts"] for r in records], axis=0).tolist() if records else [0] * len(objects.table)
     return {
         "schema_version": CHIPSET_SCHEMA_VERSION,
         "kind": "terralearn.chipset",
         "format": config.layout,
-        "task": "detection",
+        "task": task,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "terralearn_version": __version__,
         "inputs": {
@@ -255,7 +255,8 @@ def _manifest(config: ExportConfig, stack, grid: Grid, objects: Objects, records
     }
 
 
-def _write_tiles(path: Path, records: list[dict], grid: Grid, config: ExportConfig) -> None:
+def _write_tiles(path: Path, records: list[dict], grid: Grid, config: ExportConfig, labels=None) -> None:
+    """The chip index ``tiles.gpkg``; ``labels(chip_id)`` names each chip's label file (default: detection's)."""
     import geopandas as gpd
 
     from terralearn.io.vector import write_vector
@@ -265,5 +266,6 @@ def _write_tiles(path: Path, records: list[dict], grid: Grid, config: ExportConf
     geoms = pixel_window_boxes(grid.transform, rows, cols, config.tile_size_y, config.tile_size_x) if records else []
     table = {k: [r[k] for r in records] for k in ("chip_id", "image", "split", "row", "col", "width", "height",
                                                   "objects", "truncated")}  # fmt: skip
-    table["label"] = [label_path(config.layout, r["chip_id"]) or COCO_FILE for r in records]
+    name = labels or (lambda chip_id: label_path(config.layout, chip_id) or COCO_FILE)
+    table["label"] = [name(r["chip_id"]) for r in records]
     write_vector(gpd.GeoDataFrame(table, geometry=list(geoms), crs=grid.crs), path, layer="tiles")
