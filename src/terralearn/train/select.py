@@ -488,7 +488,7 @@ def describe(event: dict) -> str | None:
         return f"{event['label']}: CV {crit} {event['score']:.3f} in {event['seconds']:.0f} s"
     if stage == "refit" and "chips" in event:  # a detector: the held-out run chose the epochs
         return (f"refitting {event['candidate']} on every chip ({event['chips']} chips) for the held-out run's "
-                f"best {event['epochs']} epochs")  # fmt: skip
+                f"{event['epochs']} epochs")  # fmt: skip
     if stage == "refit":
         return f"chose {event['candidate']}: refitting it on every label"
     if stage == "refit_epoch":
