@@ -38,6 +38,26 @@ def test_every_task_declares_its_contract():
         get_task("segmentation")
 
 
+def test_the_stages_run_through_the_registry():
+    import inspect
+
+    every = ("export", "train", "summary", "report", "onnx", "predict", "evaluate")
+    for name in ("pixel_classification", "detection"):  # the two tasks share one path: each has every stage
+        task = get_task(name)
+        assert set(task.stages) == set(every) and task.batch_size > 0
+        for stage in every:
+            assert callable(task.stage(stage)), (name, stage)
+    # one signature per stage across tasks (what the shared path calls)
+    for stage in ("export", "train", "summary", "report"):
+        a, b = (list(inspect.signature(get_task(t).stage(stage)).parameters) for t in ("pixel_classification",
+                                                                                   "detection"))  # fmt: skip
+        assert len(a) == len(b), stage
+    assert get_task("detection").stage("export").__name__ == "export_detection"
+    assert get_task("instances").stage("export").__name__ == "export_instances"
+    with pytest.raises(ConfigError, match="has no train stage"):
+        get_task("instances").stage("train")
+
+
 def test_chip_sets_are_version_2_and_version_1_still_loads(tmp_path):
     raster, labels, _ = make_scene(tmp_path)
     out = tmp_path / "chips"

@@ -107,14 +107,25 @@ def match_detections(det_boxes, det_labels, det_scores, ref_boxes, ref_labels, m
     scores = np.asarray(det_scores, dtype=np.float64).reshape(-1)
     if len(scores) != len(db):
         raise ValueError(f"got {len(db)} boxes but {len(scores)} scores")
-    order = np.argsort(-scores, kind="stable")
-    det_ref = np.full(len(db), -1, np.int64)
-    ref_det = np.full(len(rb), -1, np.int64)
-    iou = np.zeros(len(db))
     if len(db) and len(rb):
         d, r, pair_iou = _pairs(db, dl, rb, rl, min_iou)
-        rank = np.empty(len(db), np.int64)
-        rank[order] = np.arange(len(db))
+    else:
+        d, r, pair_iou = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    return greedy_matching(scores, len(rb), d, r, pair_iou)
+
+
+def greedy_matching(scores, n_ref: int, d: np.ndarray, r: np.ndarray, pair_iou: np.ndarray) -> Matching:
+    """Greedy matching by score from candidate pairs (detection ``d``, reference ``r``, IoU): each detection, in
+    score order, takes the free reference of best IoU. Shared by boxes and by instance polygons."""
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    n_det = len(scores)
+    order = np.argsort(-scores, kind="stable")
+    det_ref = np.full(n_det, -1, np.int64)
+    ref_det = np.full(n_ref, -1, np.int64)
+    iou = np.zeros(n_det)
+    if n_det and n_ref:
+        rank = np.empty(n_det, np.int64)
+        rank[order] = np.arange(n_det)
         pairs = np.lexsort((r, -pair_iou, rank[d]))  # by score rank, then best IoU, then first object
         d, r, pair_iou = d[pairs], r[pairs], pair_iou[pairs]
         starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]]) if len(d) else np.zeros(0, np.int64)
