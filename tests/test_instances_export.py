@@ -124,6 +124,40 @@ def test_bad_instance_inputs_are_refused_in_plain_words(scene, tmp_path):
     write_vector(gpd.GeoDataFrame({"kind": ["car", "car"]}, geometry=[a, b], crs=grid.crs), tmp_path / "o.gpkg")
     result = run(raster, tmp_path / "o.gpkg", tmp_path / "o")
     assert any(f.check == "overlapping_instances" for f in result.findings)
-    # training an instance chip set is not in this version yet, and says so
-    with pytest.raises(ConfigError, match="has no train stage"):
-        train(TrainConfig.build(chips=tmp_path / "o", out=tmp_path / "pkg", workspace=tmp_path / "ws"))
+    # a detector is no instance model
+    with pytest.raises(ConfigError, match="is an object detector; the chip set is for instance segmentation"):
+        train(TrainConfig.build(chips=tmp_path / "o", out=tmp_path / "pkg", model="faster_rcnn_resnet18_fpn",
+                                workspace=tmp_path / "ws"))  # fmt: skip
+    assert not (tmp_path / "pkg").exists()
+
+
+def test_mask_rcnn_trains_on_instance_chips_and_scores_masks_on_held_out_blocks(tmp_path):
+    import torch
+
+    from terralearn.errors import PackageError
+    from terralearn.predict.detector_loader import load_detector
+    from terralearn.train.detection import load_detection_data
+
+    raster, labels, *_ = make_objects_scene(tmp_path, bands=2, size=192, n=14, seed=5)
+    run(raster, labels, tmp_path / "chips")  # few objects: a quick run
+    rows = []
+    result = train(TrainConfig.build(chips=tmp_path / "chips", out=tmp_path / "pkg", epochs=2, batch_size=4,
+                                     workspace=tmp_path / "ws"), on_epoch=rows.append)  # fmt: skip
+    card = result.card
+    assert (result.status, card["task"], card["architecture"]) == ("finished", "instances", "mask_rcnn_resnet18_fpn")
+    # validation is mask mAP on the held-out blocks' true masks (a few CPU epochs: a figure, not a goal)
+    assert result.metrics["val_objects"] > 0, result.metrics
+    assert 0.0 <= result.metrics["map50"] <= 1.0, result.metrics
+    epochs = [r for r in rows if "stage" not in r]
+    assert [r["epoch"] for r in epochs] == [1, 2] and "train_loss_mask" in epochs[0]  # the mask branch trains
+    assert card["refit"]["epochs"] == 2  # refitted on every chip, as detectors are
+    data = load_detection_data(open_chipset(tmp_path / "chips"))
+    image, target = data.val[0]
+    assert target["masks"].shape[1:] == image.shape[1:] and len(target["masks"]) == len(target["labels"])
+    loaded = load_detector(tmp_path / "pkg", task="instances")
+    with torch.no_grad():
+        out = loaded.network([image])[0]
+    assert out["masks"].shape[-2:] == image.shape[-2:]
+    with pytest.raises(PackageError, match="instance segmentation"):
+        load_detector(tmp_path / "pkg")  # a box detector is asked for
+    assert "Mask mAP at IoU 0.5" in result.report.read_text()

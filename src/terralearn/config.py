@@ -227,6 +227,8 @@ Architecture = Literal[
     # object detectors (``terralearn.models.detection.DETECTORS``)
     "faster_rcnn_resnet18_fpn", "faster_rcnn_resnet34_fpn", "faster_rcnn_resnet50_fpn", "faster_rcnn_mobilenet_v3_fpn",
     "retinanet_resnet18_fpn", "fcos_resnet18_fpn", "ssdlite_mobilenet_v3",
+    # instance segmentation (``terralearn.models.detection.INSTANCE_MODELS``)
+    "mask_rcnn_resnet18_fpn", "mask_rcnn_resnet50_fpn",
 ]  # fmt: skip
 #: The architectures that are object detectors (the others are pixel classifiers).
 DETECTOR_NAMES: tuple[str, ...] = (

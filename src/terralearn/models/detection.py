@@ -38,7 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 from torch import nn
 from torchvision.models import MobileNet_V3_Large_Weights, mobilenet_v3_large, resnet
-from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet, ssdlite320_mobilenet_v3_large
+from torchvision.models.detection import FCOS, FasterRCNN, MaskRCNN, RetinaNet, ssdlite320_mobilenet_v3_large
 from torchvision.models.detection.anchor_utils import AnchorGenerator, DefaultBoxGenerator
 from torchvision.models.detection.backbone_utils import _mobilenet_extractor, _resnet_fpn_extractor
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
@@ -187,6 +187,19 @@ def _faster_rcnn(backbone, n_classes, chip_size, preset, anchor_sizes) -> Faster
     )
 
 
+def _mask_rcnn_resnet(depth, bands, n_classes, chip_size, preset, anchor_sizes=None, pretrained=False):
+    """Mask R-CNN: the Faster R-CNN of ``depth`` with torchvision's mask branch (14 x 14 RoIs, 28 x 28 masks)."""
+    net, weights, note, trainable = _resnet(depth, pretrained)
+    model = MaskRCNN(
+        _resnet_fpn_extractor(net, trainable),
+        n_classes + 1,
+        rpn_anchor_generator=_anchors(anchor_sizes, chip_size),
+        box_detections_per_img=DETECTIONS_PER_CHIP,
+        **PRESETS["faster_rcnn"][preset],
+    )
+    return _finish(model, bands, chip_size, weights, note)
+
+
 def _faster_rcnn_mobilenet(bands, n_classes, chip_size, preset, anchor_sizes=None, pretrained=False):
     """MobileNetV3-Large with an FPN on strides 4, 8, 16 and 32 (torchvision's uses 32 only: too coarse)."""
 
@@ -241,8 +254,16 @@ DETECTORS = {
     "ssdlite_mobilenet_v3": _ssdlite,
 }
 
+#: The instance-segmentation models (task ``instances``): detectors with a mask per object.
+INSTANCE_MODELS = {
+    "mask_rcnn_resnet18_fpn": partial(_mask_rcnn_resnet, "resnet18"),
+    "mask_rcnn_resnet50_fpn": partial(_mask_rcnn_resnet, "resnet50"),
+}
+
 #: TerraLearn name -> family (keys of ``PRESETS``).
 FAMILIES = {
+    "mask_rcnn_resnet18_fpn": "faster_rcnn",
+    "mask_rcnn_resnet50_fpn": "faster_rcnn",
     "faster_rcnn_resnet18_fpn": "faster_rcnn",
     "faster_rcnn_resnet34_fpn": "faster_rcnn",
     "faster_rcnn_resnet50_fpn": "faster_rcnn",
@@ -254,6 +275,9 @@ FAMILIES = {
 
 #: The detector the stages use when none is named (see bench/detect_models.py for the figures).
 DEFAULT_DETECTOR = "faster_rcnn_resnet18_fpn"
+DEFAULT_INSTANCE_MODEL = "mask_rcnn_resnet18_fpn"
+#: Every model that ``build_detector`` builds: boxes, and boxes with masks.
+ALL_DETECTORS = {**DETECTORS, **INSTANCE_MODELS}
 
 
 def build_detector(
@@ -270,8 +294,8 @@ def build_detector(
     ``chip_size`` is the side of the (square) training chips in pixels; ``preset`` is ``"cpu"`` or ``"full"``;
     ``anchor_sizes`` gives five anchor sides in pixels (default :func:`default_anchor_sizes`).
     """
-    if name not in DETECTORS:
-        raise ConfigError(f"Unknown detector '{name}'.", f"Choose one of {', '.join(sorted(DETECTORS))}.")
+    if name not in ALL_DETECTORS:
+        raise ConfigError(f"Unknown detector '{name}'.", f"Choose one of {', '.join(sorted(ALL_DETECTORS))}.")
     if preset not in PRESETS[FAMILIES[name]]:
         raise ConfigError(f"Unknown detector preset '{preset}'.", "Choose one of cpu, full.")
     if bands < 1 or n_classes < 1:
@@ -281,7 +305,7 @@ def build_detector(
         )
     if chip_size < 32:
         raise ConfigError(f"Detection chips of {chip_size} px are too small.", "Export chips of 32 px or more.")
-    return DETECTORS[name](bands, n_classes, chip_size, preset, anchor_sizes=anchor_sizes, pretrained=pretrained)
+    return ALL_DETECTORS[name](bands, n_classes, chip_size, preset, anchor_sizes=anchor_sizes, pretrained=pretrained)
 
 
 def detector_for_card(card: dict) -> nn.Module:

@@ -82,6 +82,19 @@ def augment_detection(
 
 
 def augment_sample(image: torch.Tensor, target: dict, gen: torch.Generator, **options) -> tuple[torch.Tensor, dict]:
-    """:func:`augment_detection` on an (image, target dict) pair; the other target entries are kept."""
-    image, boxes = augment_detection(image, target["boxes"], gen, **options)
-    return image, {**target, "boxes": boxes}
+    """:func:`augment_detection` on an (image, target dict) pair; the other target entries are kept.
+
+    Instance masks (``target["masks"]``, (N, H, W)) move with the pixels: they ride along as extra channels
+    through the flips and turns (which never interpolate), and the band jitter then touches the image only.
+    """
+    masks = target.get("masks")
+    if masks is None:
+        image, boxes = augment_detection(image, target["boxes"], gen, **options)
+        return image, {**target, "boxes": boxes}
+    brightness, contrast = options.pop("brightness", 0.0), options.pop("contrast", 0.0)
+    c = image.shape[0]
+    both, boxes = augment_detection(torch.cat([image, masks.to(image.dtype)]), target["boxes"], gen, **options)
+    image, masks = both[:c], both[c:].round().to(target["masks"].dtype)
+    if brightness > 0 or contrast > 0:
+        image = jitter(image, gen, brightness, contrast)
+    return image, {**target, "boxes": boxes, "masks": masks}

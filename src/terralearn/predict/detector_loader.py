@@ -23,12 +23,14 @@ class LoadedDetector:
         return len(self.card["classes"])
 
 
-def load_detector(path: Path) -> LoadedDetector:
-    """The detection package at ``path`` (its weights' SHA-256 checked), in eval mode on the CPU."""
+def load_detector(path: Path, task: str = "detection") -> LoadedDetector:
+    """The ``task`` package at ``path`` (its weights' SHA-256 checked), in eval mode on the CPU.
+
+    ``task`` is ``detection`` (boxes) or ``instances`` (Mask R-CNN: boxes and masks)."""
     from terralearn.models.detection import detector_for_card
 
     card, tensors = load_package(path)
-    require_task(card, "detection", path)
+    require_task(card, task, path)
     model = detector_for_card(card)
     state = {k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)

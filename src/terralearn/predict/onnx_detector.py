@@ -204,6 +204,10 @@ def read_detection_card(path: Path) -> dict:
     from terralearn.tasks import require_task
 
     card = read_card(path)
+    if card.get("task") == "instances":
+        raise PackageError(f"'{path}' holds an instance-segmentation model; detecting with it over whole rasters "
+                           "(polygons per object) is not in this version yet.",
+                           "Detect with a detection package (boxes), or evaluate the instance model's report.")  # fmt: skip
     require_task(card, "detection", path)
     return card
 

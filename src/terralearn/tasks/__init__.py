@@ -98,12 +98,17 @@ TASKS: dict[str, Task] = {
         words="instance segmentation",
         targets="an instance ID and a class per pixel (one outline per object)",
         label_formats=("rcnn_masks", "coco_instances", "unet_id"),
-        headline="f1_50",
+        headline="map50",  # validation mask mAP at IoU 0.5
         higher_is_better=True,
         command="detect",
         output="a GeoPackage of polygons with class and score",
         batch_size=4,
-        stages={"export": "terralearn.tasks.instances:export_instances"},  # training and prediction: not yet
+        stages={  # prediction over whole rasters and evaluation: not yet
+            "export": "terralearn.tasks.instances:export_instances",
+            "train": "terralearn.train:train_detection_run",
+            "summary": "terralearn.train.detection_report:detection_summary",
+            "report": "terralearn.train.detection_report:write_detection_report",
+        },
     ),
 }
 

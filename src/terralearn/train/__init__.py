@@ -131,13 +131,13 @@ def train_detection_run(config: TrainConfig, registry: Registry, resuming: bool,
 
     chipset = open_chipset(config.chips)
     m = chipset.manifest
-    name = detector_name(config)
+    name = detector_name(config, m["task"])
     if resuming:
         run_id = config.resume
         registry.update_run(run_id, status="running", pid=os.getpid())
     else:
         run_id = registry.start_run(
-            name=config.name or name, task="detection", headline_metric=get_task("detection").headline,
+            name=config.name or name, task=m["task"], headline_metric=get_task(m["task"]).headline,
             chip_set=str(Path(config.chips).resolve()), chip_set_fingerprint=chipset.fingerprint,
             bands=m["band_count"], pixel_size=m["grid"]["pixel_size"][0], chip_size=m["chips"]["tile_size"][0],
             architecture=name, backbone=None, loss="detector", epochs_set=config.epochs,

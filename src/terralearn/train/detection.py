@@ -28,11 +28,14 @@ from terralearn.errors import ChipSetError, ConfigError, RunError
 from terralearn.io.checkpoint import load_checkpoint, save_checkpoint
 from terralearn.io.chips import REFIT_SPLIT, ChipSet
 from terralearn.io.detection_chips import ChipObjects, read_detection_chips
+from terralearn.io.instance_chips import read_instance_chips
 from terralearn.io.package import save_package
 from terralearn.io.runfiles import package_size_mb, save_samples
 from terralearn.models.detection import (
     DEFAULT_DETECTOR,
+    DEFAULT_INSTANCE_MODEL,
     DETECTORS,
+    INSTANCE_MODELS,
     build_detector,
     default_anchor_sizes,
     default_preset,
@@ -42,6 +45,7 @@ from terralearn.train.data import band_statistics, normalise
 from terralearn.train.detection_loop import (
     epochs_in_budget,
     evaluate_map,
+    evaluate_mask_map,
     iterate_batches,
     make_optimizer,
     predict_batch,
@@ -73,6 +77,10 @@ class DetectionData:
                        train_ids=[], val_ids=[])  # fmt: skip
 
     @property
+    def task(self) -> str:
+        return str(self.chipset.manifest.get("task", "detection"))
+
+    @property
     def chip_size(self) -> int:
         return int(self.chipset.manifest["chips"]["tile_size"][0])
 
@@ -93,10 +101,19 @@ def _samples(images: np.ndarray, objects: list[ChipObjects], mean, std, nodata) 
     ]  # fmt: skip
 
 
+def _instance_samples(images: np.ndarray, targets: list, mean, std, nodata) -> list[tuple[torch.Tensor, dict]]:
+    x = normalise(images, mean, std, nodata) if len(images) else np.zeros((0,), np.float32)
+    return [
+        (torch.from_numpy(np.ascontiguousarray(x[i])),
+         {"boxes": torch.from_numpy(b), "labels": torch.from_numpy(c + 1), "masks": torch.from_numpy(mk)})
+        for i, (b, c, mk) in enumerate(targets)
+    ]  # fmt: skip
+
+
 def load_detection_data(chipset: ChipSet) -> DetectionData:
     """Every chip of the detection chip set, normalised with the manifest's band statistics."""
     m = chipset.manifest
-    if m.get("task") != "detection":
+    if m.get("task") not in ("detection", "instances"):
         raise ChipSetError(f"'{chipset.root}' is a {m.get('task')} chip set, not a detection one.",
                            "Export it with --task detection.")  # fmt: skip
     mean, std = band_statistics(m)
@@ -107,8 +124,12 @@ def load_detection_data(chipset: ChipSet) -> DetectionData:
                            "Export again with a smaller --val-fraction or more labelled objects.")  # fmt: skip
     parts = {}
     for split, ids in (("train", train_ids), ("val", val_ids), (REFIT_SPLIT, chipset.indices(REFIT_SPLIT))):
-        images, objects = read_detection_chips(chipset, ids)
-        parts[split] = _samples(images, objects, mean, std, nodata)
+        if m["task"] == "instances":  # boxes and a mask per object
+            images, targets = read_instance_chips(chipset, ids)
+            parts[split] = _instance_samples(images, targets, mean, std, nodata)
+        else:
+            images, objects = read_detection_chips(chipset, ids)
+            parts[split] = _samples(images, objects, mean, std, nodata)
     data = DetectionData(chipset, m["classes"], m["band_names"], mean, std, parts["train"], parts["val"], train_ids,
                          val_ids, parts[REFIT_SPLIT])  # fmt: skip
     if not data.objects("train").sum():
@@ -117,12 +138,16 @@ def load_detection_data(chipset: ChipSet) -> DetectionData:
     return data
 
 
-def detector_name(config: TrainConfig) -> str:
-    """The detector trained for ``config.model`` ('auto' is the measured default)."""
-    name = DEFAULT_DETECTOR if config.model == "auto" else config.model
-    if name not in DETECTORS:
-        raise ConfigError(f"'{config.model}' is a pixel-classification model; the chip set is for object detection.",
-                          f"Choose --model auto or one of: {', '.join(DETECTORS)}.")  # fmt: skip
+def detector_name(config: TrainConfig, task: str = "detection") -> str:
+    """The model trained for ``config.model`` on a chip set of ``task`` ('auto' is the measured default)."""
+    models, default = (INSTANCE_MODELS, DEFAULT_INSTANCE_MODEL) if task == "instances" else (DETECTORS,
+                                                                                              DEFAULT_DETECTOR)  # fmt: skip
+    name = default if config.model == "auto" else config.model
+    if name not in models:
+        kind = "an object detector" if name in DETECTORS else "a pixel-classification model"
+        words = "instance segmentation" if task == "instances" else "object detection"
+        raise ConfigError(f"'{config.model}' is {kind}; the chip set is for {words}.",
+                          f"Choose --model auto or one of: {', '.join(models)}.")  # fmt: skip
     return name
 
 
@@ -132,7 +157,8 @@ class DetectionTrainer:
     def __init__(self, config: TrainConfig, data: DetectionData, device: torch.device) -> None:
         self.config, self.data, self.device = config, data, device
         torch.manual_seed(config.seed)
-        self.name = detector_name(config)
+        self.task = data.task
+        self.name = detector_name(config, data.task)
         self.preset = default_preset(device) if config.detector_preset == "auto" else config.detector_preset
         self.anchor_sizes = list(config.anchor_sizes or default_anchor_sizes(data.chip_size))
         self.model = build_detector(self.name, len(data.band_names), len(data.classes), data.chip_size, self.preset,
@@ -178,6 +204,9 @@ class DetectionTrainer:
         if not self.data.val:
             return {"map50": math.nan, "map": math.nan, "per_class": {}}
         images, targets = zip(*self.data.val, strict=True)
+        if self.task == "instances":  # mask mAP: predicted masks against the true ones, as polygons
+            return evaluate_mask_map(self.model, list(images), list(targets), [c["name"] for c in self.data.classes],
+                                     batch_size=self.batch_size)  # fmt: skip
         return evaluate_map(self.model, list(images), list(targets), batch_size=self.batch_size)
 
     def plan_epochs(self, epochs: int) -> None:
@@ -235,7 +264,7 @@ def detection_card(config: TrainConfig, trainer: DetectionTrainer, metrics: dict
     data = trainer.data
     m = data.chipset.manifest
     return {
-        "task": "detection", "architecture": trainer.name, "backbone": None, "weights": trainer.weights_used,
+        "task": data.task, "architecture": trainer.name, "backbone": None, "weights": trainer.weights_used,
         "preset": trainer.preset, "anchor_sizes": trainer.anchor_sizes,
         "bands": data.band_names, "band_count": len(data.band_names),
         "normalisation": {"mean": data.mean.tolist(), "std": data.std.tolist()},

@@ -44,8 +44,8 @@ chips of held-out spatial blocks</b>: no object in them was seen in training.</p
     + """
 <section id="accuracy"><h2>Accuracy on validation chips</h2>
 <table><tr><th>Metric</th><th class="n">This model</th></tr>
-<tr><td>mAP at IoU 0.5 (AP50)</td><td class="n"><b>{{ map50 }}</b></td></tr>
-<tr><td>COCO mAP at IoU 0.50:0.95</td><td class="n">{{ map }}</td></tr></table>
+<tr><td>{{ kind }} mAP at IoU 0.5 (AP50)</td><td class="n"><b>{{ map50 }}</b></td></tr>
+<tr><td>{{ kind }} mAP at IoU 0.50:0.95 (COCO's thresholds)</td><td class="n">{{ map }}</td></tr></table>
 {% if refit %}<p id="refit">{{ refit }}</p>{% endif %}
 <h3>Per class</h3>
 <table><tr><th>Class</th><th class="n">Training objects</th><th class="n">Validation objects</th>
@@ -64,7 +64,7 @@ def detection_summary(run: dict, card: dict, history: list[dict]) -> dict:
     """Everything the detection report shows about a run, as plain JSON."""
     td = card["training_data"]
     return {
-        "run_id": run["id"], "name": run["name"], "status": run["status"], "task": "detection",
+        "run_id": run["id"], "name": run["name"], "status": run["status"], "task": card.get("task", "detection"),
         "architecture": card["architecture"], "preset": card.get("preset"), "weights": card["weights"],
         "device": run["device"], "chip_set": td["chip_set"], "bands": card["bands"], "chip_size": card["chip_size"],
         "pixel_size": card["pixel_size"], "epochs_set": run["epochs_set"], "epochs_run": run["epochs_run"],
@@ -140,6 +140,7 @@ def write_detection_report(summary: dict, out_dir: Path, samples: dict | None = 
         css=CSS, run_id=summary.get("run_id"), name=summary.get("name") or "", status=summary.get("status") or "",
         facts=facts, warnings=warning_items(summary.get("warnings")), map50=fmt(metrics.get("map50")),
         map=fmt(metrics.get("map")), per_class=per_class, images=images, refit=summary.get("refit"),
+        kind="Mask" if summary.get("task") == "instances" else "Box",
         plots=[("loss", "Training losses"), ("map", "Validation mAP per epoch"),
                ("samples", "Validation chips: true and predicted boxes")],
         no_warnings="No warnings.", version=__version__, generated=generated(),
