@@ -49,6 +49,8 @@ from terralearn.errors import ConfigError
 
 #: Detections kept per chip by every detector (dense scenes).
 DETECTIONS_PER_CHIP = 300
+#: Mask R-CNN runs its mask head on every detection kept: fewer (COCO's 100), as its masks cost most of a pass.
+MASK_DETECTIONS_PER_CHIP = 100
 
 #: Per family and preset: keyword arguments of the torchvision detector class.
 PRESETS: dict[str, dict[str, dict]] = {
@@ -194,7 +196,7 @@ def _mask_rcnn_resnet(depth, bands, n_classes, chip_size, preset, anchor_sizes=N
         _resnet_fpn_extractor(net, trainable),
         n_classes + 1,
         rpn_anchor_generator=_anchors(anchor_sizes, chip_size),
-        box_detections_per_img=DETECTIONS_PER_CHIP,
+        box_detections_per_img=MASK_DETECTIONS_PER_CHIP,
         **PRESETS["faster_rcnn"][preset],
     )
     return _finish(model, bands, chip_size, weights, note)
