@@ -13,8 +13,14 @@ from terralearn.train.detection_loop import collate, evaluate_map, make_optimize
 
 
 def test_the_config_lists_exactly_the_registry():
-    assert set(DETECTOR_NAMES) == set(DETECTORS) == set(FAMILIES)
-    assert all(set(PRESETS[FAMILIES[n]]) == {"cpu", "full"} for n in DETECTORS)
+    from typing import get_args
+
+    from terralearn.config import INSTANCE_MODEL_NAMES, Architecture
+    from terralearn.models.detection import INSTANCE_MODELS
+
+    assert set(DETECTOR_NAMES) == set(DETECTORS) and set(INSTANCE_MODEL_NAMES) == set(INSTANCE_MODELS)
+    assert set(FAMILIES) == set(DETECTORS) | set(INSTANCE_MODELS) <= set(get_args(Architecture))
+    assert all(set(PRESETS[FAMILIES[n]]) == {"cpu", "full"} for n in FAMILIES)
 
 
 @pytest.mark.parametrize("name", sorted(DETECTORS))

@@ -108,7 +108,7 @@ def test_an_instance_id_raster_is_a_label_source(tmp_path):
 
 def test_bad_instance_inputs_are_refused_in_plain_words(scene, tmp_path):
     root, raster, labels, grid, *_ = scene
-    points = gpd.GeoDataFrame({"kind": ["car"]}, geometry=[shapely.Point(grid.transform * (10, 10))], crs=grid.crs)
+    points = gpd.GeoDataFrame({"kind": ["car"]}, geometry=[shapely.Point(grid.transform @ (10, 10))], crs=grid.crs)
     write_vector(points, tmp_path / "points.gpkg")
     with pytest.raises(LabelError, match="no polygons"):
         run(raster, tmp_path / "points.gpkg", tmp_path / "p")

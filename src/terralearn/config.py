@@ -235,6 +235,8 @@ DETECTOR_NAMES: tuple[str, ...] = (
     "faster_rcnn_resnet18_fpn", "faster_rcnn_resnet34_fpn", "faster_rcnn_resnet50_fpn", "faster_rcnn_mobilenet_v3_fpn",
     "retinanet_resnet18_fpn", "fcos_resnet18_fpn", "ssdlite_mobilenet_v3",
 )  # fmt: skip
+#: The architectures that are instance-segmentation models (masks per object).
+INSTANCE_MODEL_NAMES: tuple[str, ...] = ("mask_rcnn_resnet18_fpn", "mask_rcnn_resnet50_fpn")
 DetectorPreset = Literal["auto", "cpu", "full"]
 Refit = Literal["auto", "on", "off"]
 #: The candidates of ``--model auto``, in the order they are tried (the forest first: fast, and the bar to beat).

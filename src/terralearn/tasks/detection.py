@@ -59,8 +59,6 @@ class _Chip:
 
 def export_detection(config: ExportConfig, progress: Progress | None = None):
     """Write the detection chip set ``config.out``; returns the export's ``ExportResult``."""
-    from terralearn.export import ExportResult
-
     if config.split == "random":
         raise ConfigError("A random chip split puts parts of one object in training and validation chips.",
                           "Use --split blocks (or auto) for detection.")  # fmt: skip
@@ -72,22 +70,35 @@ def export_detection(config: ExportConfig, progress: Progress | None = None):
         objects = read_objects(config.labels, grid, config.class_field, config.class_value, config.buffer_radius,
                                names)  # fmt: skip
         findings = check_objects(objects, grid, (config.tile_size_x, config.tile_size_y))
-        errors = [f for f in findings if f.severity == "error"]
-        if errors:
-            raise ChecksFailedError(f"The inputs failed {len(errors)} pre-flight check(s): "
-                                    + "; ".join(f.message for f in errors), " ".join(f.fix for f in errors),
-                                    findings=findings)  # fmt: skip
-        chips = _plan(config, grid, objects)
-        with atomic_dir(config.out, config.overwrite) as tmp:
-            stats = BandStats(stack.count)
-            kept = _write_chips(tmp, config, stack, grid, objects, chips, stats, progress)
-            records = [_record(c, objects) for c in kept]
-            manifest = _manifest(config, stack, grid, objects, records, stats, findings)
-            write_manifest(tmp, manifest)
-            _write_tiles(tmp / TILES, records, grid, config)
+
+        def write(tmp, chips, stats):
+            return _write_chips(tmp, config, stack, grid, objects, chips, stats, progress)
+
+        return write_object_chipset(config, stack, grid, objects, findings, write, t0, "detection")
+
+
+def write_object_chipset(config: ExportConfig, stack, grid: Grid, objects: Objects, findings: list[Finding],
+                         write: Callable, t0: float, task: str, extra: dict | None = None, labels=None):  # fmt: skip
+    """What the exports of object tasks share: stop on check errors, plan the chips, write them with
+    ``write(tmp, chips, stats)`` (which returns the chips kept), then the manifest (plus ``extra``) and the chip
+    index, all in a temporary folder renamed into place; the ``ExportResult``."""
+    from terralearn.export import ExportResult
+
+    errors = [f for f in findings if f.severity == "error"]
+    if errors:
+        raise ChecksFailedError(f"The inputs failed {len(errors)} pre-flight check(s): "
+                                + "; ".join(f.message for f in errors), " ".join(f.fix for f in errors),
+                                findings=findings)  # fmt: skip
+    chips = _plan(config, grid, objects)
+    with atomic_dir(config.out, config.overwrite) as tmp:
+        stats = BandStats(stack.count)
+        kept = write(tmp, chips, stats)
+        records = [_record(c, objects) for c in kept]
+        manifest = {**_manifest(config, stack, grid, objects, records, stats, findings, task), **(extra or {})}
+        write_manifest(tmp, manifest)
+        _write_tiles(tmp / TILES, records, grid, config, labels)
     n_train, n_val = (sum(r["split"] == k for r in records) for k in ("train", "val"))
-    return ExportResult(config.out, len(records), n_train, n_val, time.perf_counter() - t0, findings,
-                        manifest)  # fmt: skip
+    return ExportResult(config.out, len(records), n_train, n_val, time.perf_counter() - t0, findings, manifest)
 
 
 def _plan(config: ExportConfig, grid: Grid, objects: Objects) -> list[_Chip]:
@@ -149,24 +160,12 @@ def _footprint(grid: Grid, window: Window):
 def _write_chips(root: Path, config, stack, grid: Grid, objects: Objects, chips: list[_Chip], stats: BandStats,
                  progress: Progress | None) -> list[_Chip]:  # fmt: skip
     """Read and write each chip (skipping those with too much nodata); the chips written."""
-    (root / "images").mkdir()
     if config.layout in LABEL_SUFFIX:
         (root / "labels").mkdir()
-    res = (abs(grid.transform.a), abs(grid.transform.e))
-    writer = GeoTiffChipWriter(grid.crs, res, stack.dtype, stack.count, stack.nodata, stack.band_names,
-                               config.compress)  # fmt: skip
     names = [c.name for c in objects.table]
     kept: list[_Chip] = []
     coco_images: list[ImageObjects] = []
-    for done, chip in enumerate(chips, start=1):
-        data, valid = stack.read(chip.window)
-        if 1.0 - valid.mean() > config.max_nodata_fraction:
-            continue
-        stats.update(data, valid)
-        chip.chip_id = len(kept)
-        stem = f"{chip.chip_id:09d}"
-        x0, y0 = grid.transform @ (chip.window.col_off, chip.window.row_off)
-        writer.write(root / "images" / f"{stem}.tif", data, x0, y0)
+    for chip, stem, data in image_chips(root, config, stack, grid, chips, stats, progress):
         labels = [names[k] for k in objects.classes[chip.objects]]
         difficult = objects.difficult[chip.objects]
         h, w = data.shape[-2:]
@@ -179,11 +178,31 @@ def _write_chips(root: Path, config, stack, grid: Grid, objects: Objects, chips:
             coco_images.append(ImageObjects(f"images/{stem}.tif", w, h, chip.boxes, labels, difficult,
                                             chip.truncated))  # fmt: skip
         kept.append(chip)
-        if progress:
-            progress(done, len(chips))
     if config.layout == "coco":
         write_coco(root / COCO_FILE, coco_images, {c.index + 1: c.name for c in objects.table})
     return kept
+
+
+def image_chips(root: Path, config, stack, grid: Grid, chips: list[_Chip], stats: BandStats,
+                progress: Progress | None):  # fmt: skip
+    """Read each planned chip, skip those with more than ``max_nodata_fraction`` nodata, number the others in
+    order, write their image (``images/``) and yield ``(chip, stem, data)`` for the task's labels."""
+    (root / "images").mkdir()
+    res = (abs(grid.transform.a), abs(grid.transform.e))
+    writer = GeoTiffChipWriter(grid.crs, res, stack.dtype, stack.count, stack.nodata, stack.band_names,
+                               config.compress)  # fmt: skip
+    kept = 0
+    for done, chip in enumerate(chips, start=1):
+        data, valid = stack.read(chip.window)
+        if 1.0 - valid.mean() <= config.max_nodata_fraction:
+            stats.update(data, valid)
+            chip.chip_id, kept = kept, kept + 1
+            stem = f"{chip.chip_id:09d}"
+            writer.write(root / "images" / f"{stem}.tif", data, *(grid.transform @ (chip.window.col_off,
+                                                                                  chip.window.row_off)))  # fmt: skip
+            yield chip, stem, data
+        if progress:
+            progress(done, len(chips))
 
 
 def _record(chip: _Chip, objects: Objects) -> dict:

@@ -31,24 +31,22 @@ import shapely
 
 from terralearn.checks.objects import check_instance_polygons, check_objects
 from terralearn.config import ExportConfig
-from terralearn.errors import ChecksFailedError, ConfigError
+from terralearn.errors import ConfigError
 from terralearn.geo.bandstats import BandStats
 from terralearn.geo.boxes import visible_fraction
 from terralearn.geo.instances import instance_polygons, unet_id_targets
-from terralearn.io.atomic import atomic_dir, ensure_can_write_dir
-from terralearn.io.chips import TILES, GeoTiffChipWriter, write_manifest
+from terralearn.io.atomic import ensure_can_write_dir
+from terralearn.io.chips import GeoTiffChipWriter
 from terralearn.io.instance_chips import INSTANCES, write_coco_instances
 from terralearn.io.raster import RasterStack
 from terralearn.labels.instances import read_instances
-from terralearn.tasks.detection import _Chip, _manifest, _plan, _record, _write_tiles
+from terralearn.tasks.detection import _Chip, image_chips, write_object_chipset
 
 COCO_FILE = "annotations.json"
 
 
 def export_instances(config: ExportConfig, progress=None):
     """Write the instance chip set ``config.out``; returns the export's ``ExportResult``."""
-    from terralearn.export import ExportResult
-
     if config.split == "random":
         raise ConfigError("A random chip split puts parts of one object in training and validation chips.",
                           "Use --split blocks (or auto) for instances.")  # fmt: skip
@@ -60,23 +58,14 @@ def export_instances(config: ExportConfig, progress=None):
         objects = labels.objects
         tile = (config.tile_size_x, config.tile_size_y)
         findings = check_objects(objects, grid, tile) + check_instance_polygons(labels.polygons)
-        errors = [f for f in findings if f.severity == "error"]
-        if errors:
-            raise ChecksFailedError(f"The inputs failed {len(errors)} pre-flight check(s): "
-                                    + "; ".join(f.message for f in errors), " ".join(f.fix for f in errors),
-                                    findings=findings)  # fmt: skip
-        chips = _plan(config, grid, objects)
-        with atomic_dir(config.out, config.overwrite) as tmp:
-            stats = BandStats(stack.count)
-            kept = _write(tmp, config, stack, grid, labels, chips, stats, progress)
-            records = [_record(c, objects) for c in kept]
-            manifest = _manifest(config, stack, grid, objects, records, stats, findings, task="instances")
-            manifest["instances"] = {"ids": f"{INSTANCES}/", "border_width": config.border_width,
-                                     "interior_erosion": config.interior_erosion}  # fmt: skip
-            write_manifest(tmp, manifest)
-            _write_tiles(tmp / TILES, records, grid, config, labels=lambda k: label_file(config.layout, k))
-    n_train, n_val = (sum(r["split"] == k for r in records) for k in ("train", "val"))
-    return ExportResult(config.out, len(records), n_train, n_val, time.perf_counter() - t0, findings, manifest)
+
+        def write(tmp, chips, stats):
+            return _write(tmp, config, stack, grid, labels, chips, stats, progress)
+
+        extra = {"instances": {"ids": f"{INSTANCES}/", "border_width": config.border_width,
+                               "interior_erosion": config.interior_erosion}}  # fmt: skip
+        return write_object_chipset(config, stack, grid, objects, findings, write, t0, "instances", extra,
+                                    labels=lambda k: label_file(config.layout, k))  # fmt: skip
 
 
 def label_file(layout: str, chip_id: int) -> str:
@@ -93,29 +82,19 @@ def _write(root: Path, config: ExportConfig, stack, grid, labels, chips: list[_C
     from rasterio.features import rasterize
 
     objects, polygons = labels.objects, labels.polygons
-    (root / "images").mkdir()
     (root / INSTANCES).mkdir()
     if config.layout != "coco_instances":
         (root / "labels").mkdir()
     res = (abs(grid.transform.a), abs(grid.transform.e))
-    images = GeoTiffChipWriter(grid.crs, res, stack.dtype, stack.count, stack.nodata, stack.band_names,
-                               config.compress)  # fmt: skip
     masks = GeoTiffChipWriter(grid.crs, res, "uint16", 2, None, ["instance_id", "class_value"], config.compress)
     targets = GeoTiffChipWriter(grid.crs, res, "uint8", 3, None, ["object", "border", "interior"], config.compress)
     single = GeoTiffChipWriter(grid.crs, res, "uint16", 1, None, ["instance_id"], config.compress)
     tree = shapely.STRtree(polygons)
     kept: list[_Chip] = []
     coco: list[dict] = []
-    for done, chip in enumerate(chips, start=1):
-        data, valid = stack.read(chip.window)
-        if 1.0 - valid.mean() > config.max_nodata_fraction:
-            continue
-        stats.update(data, valid)
-        chip.chip_id = len(kept)
-        stem = f"{chip.chip_id:09d}"
+    for chip, stem, data in image_chips(root, config, stack, grid, chips, stats, progress):
         window_transform = grid.window_transform(chip.window)
-        x0, y0 = grid.transform @ (chip.window.col_off, chip.window.row_off)
-        images.write(root / "images" / f"{stem}.tif", data, x0, y0)
+        x0, y0 = window_transform.c, window_transform.f
         h, w = data.shape[-2:]
         # every object showing in the chip, in a stable order (the export's object order)
         footprint = shapely.box(*sorted_bounds(window_transform, w, h))
@@ -142,8 +121,6 @@ def _write(root: Path, config: ExportConfig, stack, grid, labels, chips: list[_C
                          "instances": [(p, int(cls[ids == k][0]) if (ids == k).any() else 0)
                                        for p, k in instance_polygons(ids)]})  # fmt: skip
         kept.append(chip)
-        if progress:
-            progress(done, len(chips))
     if config.layout == "coco_instances":
         write_coco_instances(root / COCO_FILE, coco, {c.index + 1: c.name for c in objects.table})
     return kept
