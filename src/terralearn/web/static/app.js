@@ -147,14 +147,15 @@ async function buildForm(stage, container, { submitLabel, onSubmit, prefill = {}
     modelSel.addEventListener("change", sync);
     sync();
   }
-  // the models offered follow the picked chip set's task: detectors for box chips, the pixel models otherwise
+  // the models offered follow the picked chip set's task: detectors for box chips, Mask R-CNN for instance
+  // chips, the pixel models otherwise
   if (modelSel && modelSel.tagName === "SELECT" && widgets.chips && widgets.chips.first) {
     const offer = async () => {
       const path = widgets.chips.first();
       let task = null;
       if (path) { try { task = (await api("GET", "/api/describe?" + q({ path }))).task; } catch (e) { /* validation says why */ } }
       for (const o of modelSel.options) {
-        const hide = task !== null && o.value !== "auto" && (task === "detection") !== isDetector(o.value);
+        const hide = task !== null && o.value !== "auto" && modelTask(o.value) !== task;
         o.hidden = hide;
         o.disabled = hide;
       }
@@ -364,7 +365,9 @@ async function makeWidget(f, saved, suggestedOutput, changed) {
 }
 
 /* Detector names of the model registry (models/detection.py): the models offered for box chips. */
-const isDetector = (name) => /^(faster_rcnn|retinanet|fcos|ssd)/.test(name || "");
+const isDetector = (name) => /^(faster_rcnn|retinanet|fcos|ssd|mask_rcnn)/.test(name || "");
+// the task a model name trains (the chip set's task must match it)
+const modelTask = (name) => /^mask_rcnn/.test(name || "") ? "instances" : isDetector(name) ? "detection" : "pixel_classification";
 
 /* The default pick: the held-out polygons for a reference, a vector layer for labels (a raster is more often the image). */
 function preferred(name, items) {
