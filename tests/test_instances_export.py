@@ -160,4 +160,10 @@ def test_mask_rcnn_trains_on_instance_chips_and_scores_masks_on_held_out_blocks(
     assert out["masks"].shape[-2:] == image.shape[-2:]
     with pytest.raises(PackageError, match="instance segmentation"):
         load_detector(tmp_path / "pkg")  # a box detector is asked for
+    # `detect` on the instance package: a GeoPackage of polygons (untrained enough to find anything or not)
+    from terralearn.config import DetectConfig
+    from terralearn.predict.detect import detect
+
+    found = detect(DetectConfig(model=tmp_path / "pkg", rasters=[raster], out=tmp_path / "obj.gpkg", tile_size=64))
+    assert found.out.exists() and found.tiles > 1
     assert "Mask mAP at IoU 0.5" in result.report.read_text()

@@ -55,8 +55,8 @@ def test_the_stages_run_through_the_registry():
     assert get_task("detection").stage("export").__name__ == "export_detection"
     assert get_task("instances").stage("export").__name__ == "export_instances"
     assert get_task("instances").stage("train") is get_task("detection").stage("train")  # Mask R-CNN: same loop
-    with pytest.raises(ConfigError, match="has no predict stage"):
-        get_task("instances").stage("predict")
+    with pytest.raises(ConfigError, match="has no evaluate stage"):
+        get_task("instances").stage("evaluate")
 
 
 def test_chip_sets_are_version_2_and_version_1_still_loads(tmp_path):

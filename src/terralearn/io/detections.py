@@ -71,7 +71,7 @@ class DetectionWriter:
     """
 
     def __init__(self, path: Path, crs, classes: list[dict], metadata: dict | None = None,
-                 flush_rows: int = FLUSH_ROWS) -> None:  # fmt: skip
+                 flush_rows: int = FLUSH_ROWS, geometry_type: str = "Polygon") -> None:  # fmt: skip
         self.path = Path(path)
         self.crs = CRS.from_user_input(crs) if crs is not None else None
         self.classes = [dict(c) for c in classes]
@@ -88,8 +88,19 @@ class DetectionWriter:
         self.tmp = Path(name)
         self.tmp.unlink()  # GDAL creates the GeoPackage itself
         self._open = True
+        self.geometry_type = geometry_type  # "Polygon" (boxes) or "MultiPolygon" (instance outlines)
 
-    def add(self, boxes, class_values, scores, class_names=None) -> None:
+    def add_geometries(self, geometries, class_values, scores) -> None:
+        """Queue outlines (shapely polygons in the CRS, e.g. instance masks) with their class values and scores."""
+        import shapely
+
+        geoms = np.asarray(geometries, dtype=object).reshape(-1)
+        if self.geometry_type == "MultiPolygon":
+            geoms = np.array([g if g.geom_type == "MultiPolygon" else shapely.MultiPolygon([g]) for g in geoms],
+                             dtype=object)  # fmt: skip
+        self.add(np.zeros((len(geoms), 4)), class_values, scores, geometries=geoms)
+
+    def add(self, boxes, class_values, scores, class_names=None, geometries=None) -> None:
         """Queue detections: boxes (N, 4) xyxy in the CRS, class values (N,), scores (N,); names from the table."""
         if not self._open:
             raise ValueError(f"the detections writer of '{self.path}' is closed")
@@ -108,7 +119,8 @@ class DetectionWriter:
             if len(names) != len(b):
                 raise ValueError(f"got {len(b)} boxes but {len(names)} class names")
         if len(b):
-            self._parts.append((b, values, names, s))
+            geoms = boxes_to_polygons(b) if geometries is None else geometries
+            self._parts.append((np.asarray(geoms, dtype=object), values, names, s))
             self._buffered += len(b)
         if self._buffered >= self._flush_rows:
             self._flush()
@@ -117,11 +129,12 @@ class DetectionWriter:
         if not self._parts and self._created:
             return
         b, values, names, s = (np.concatenate(a) for a in zip(*self._parts, strict=True)) if self._parts else (
-            np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0))  # fmt: skip
+            np.zeros(0, object), np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0))  # fmt: skip
         self._parts, self._buffered = [], 0
         pyogrio.raw.write(
-            self.tmp, shapely.to_wkb(boxes_to_polygons(b)), [values, names.astype(object), s], list(FIELDS),
-            layer=LAYER, driver="GPKG", geometry_type="Polygon", crs=None if self.crs is None else self.crs.to_wkt(),
+            self.tmp, shapely.to_wkb(b), [values, names.astype(object), s], list(FIELDS),
+            layer=LAYER, driver="GPKG", geometry_type=self.geometry_type,
+            crs=None if self.crs is None else self.crs.to_wkt(),
             append=self._created,
             layer_metadata=None if self._created else {METADATA_KEY: json.dumps(self._meta, default=str)},
         )  # fmt: skip

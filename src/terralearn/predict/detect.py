@@ -136,6 +136,10 @@ def detect(config: DetectConfig, progress: Progress | None = None, network=None)
     """
     t0 = time.perf_counter()
     card = _checked_card(config)
+    if card.get("task") == "instances":  # one polygon per object: its own streaming and seam merge
+        from terralearn.predict.detect_instances import detect_instances
+
+        return detect_instances(config, card, progress, network)
     with RasterStack(config.rasters, config.resampling) as stack:
         grid = stack.grid
         pixel_image = is_pixel_image(grid)

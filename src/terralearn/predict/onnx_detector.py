@@ -195,7 +195,8 @@ class OnnxDetector:
 
 
 def read_detection_card(path: Path) -> dict:
-    """The card of a detection model: a TerraLearn package (refused when of another task) or an ONNX detector."""
+    """The card of a detection model: a TerraLearn detection or instance package (refused when of another task)
+    or an ONNX detector."""
     from terralearn.io.onnx_model import is_onnx_file
 
     if is_onnx_file(path):
@@ -204,10 +205,8 @@ def read_detection_card(path: Path) -> dict:
     from terralearn.tasks import require_task
 
     card = read_card(path)
-    if card.get("task") == "instances":
-        raise PackageError(f"'{path}' holds an instance-segmentation model; detecting with it over whole rasters "
-                           "(polygons per object) is not in this version yet.",
-                           "Detect with a detection package (boxes), or evaluate the instance model's report.")  # fmt: skip
+    if card.get("task") == "instances":  # Mask R-CNN: `detect` writes one polygon per object
+        return card
     require_task(card, "detection", path)
     return card
 

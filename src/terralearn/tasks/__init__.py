@@ -103,11 +103,12 @@ TASKS: dict[str, Task] = {
         command="detect",
         output="a GeoPackage of polygons with class and score",
         batch_size=4,
-        stages={  # prediction over whole rasters and evaluation: not yet
+        stages={  # evaluation of the polygons as a stage: not yet (the evaluator is evaluate/instances.py)
             "export": "terralearn.tasks.instances:export_instances",
             "train": "terralearn.train:train_detection_run",
             "summary": "terralearn.train.detection_report:detection_summary",
             "report": "terralearn.train.detection_report:write_detection_report",
+            "predict": "terralearn.predict.detect:detect",
         },
     ),
 }
