@@ -367,9 +367,7 @@ class TrainConfig(StageConfig):
 
     def batch_for(self, task: str) -> int:
         """Chips per step: ``batch_size`` if given, else the task's default (16; 4 for detection)."""
-        from terralearn.tasks import get_task
-
-        return self.batch_size or get_task(task).batch_size
+        return self.batch_size or TASKS[task].batch_size
 
     @property
     def encoder(self) -> str | None:

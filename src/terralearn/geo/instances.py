@@ -24,7 +24,7 @@ import numpy as np
 from affine import Affine
 from scipy import ndimage
 
-__all__ = ["instance_polygons", "relabel", "unet_id_targets", "watershed_instances"]
+__all__ = ["instance_polygons", "mask_polygons", "relabel", "unet_id_targets", "watershed_instances"]
 
 
 def _distance_to_outline(instances: np.ndarray) -> np.ndarray:
@@ -87,3 +87,14 @@ def instance_polygons(instances: np.ndarray, transform: Affine = Affine.identity
     for geom, value in shapes(instances, mask=instances > 0, transform=transform, connectivity=4):
         parts.setdefault(int(value), []).append(shapely.geometry.shape(geom))
     return [(p[0] if len(p) == 1 else shapely.union_all(p), k) for k, p in sorted(parts.items())]
+
+
+def mask_polygons(masks: np.ndarray, dx: float = 0.0) -> list:
+    """One (multi)polygon per binary mask of (N, H, W), shifted by ``dx`` pixels in x (None for an empty mask)."""
+    import shapely
+
+    out = []
+    for mask in masks:
+        parts = instance_polygons(mask.astype(np.int32))
+        out.append(shapely.affinity.translate(parts[0][0], dx) if parts else None)
+    return out

@@ -92,23 +92,23 @@ class DetectionWriter:
 
     def add_geometries(self, geometries, class_values, scores) -> None:
         """Queue outlines (shapely polygons in the CRS, e.g. instance masks) with their class values and scores."""
-        import shapely
-
         geoms = np.asarray(geometries, dtype=object).reshape(-1)
         if self.geometry_type == "MultiPolygon":
             geoms = np.array([g if g.geom_type == "MultiPolygon" else shapely.MultiPolygon([g]) for g in geoms],
                              dtype=object)  # fmt: skip
-        self.add(np.zeros((len(geoms), 4)), class_values, scores, geometries=geoms)
+        self._queue(geoms, class_values, scores, None, "outlines")
 
-    def add(self, boxes, class_values, scores, class_names=None, geometries=None) -> None:
+    def add(self, boxes, class_values, scores, class_names=None) -> None:
         """Queue detections: boxes (N, 4) xyxy in the CRS, class values (N,), scores (N,); names from the table."""
+        self._queue(boxes_to_polygons(as_boxes(boxes)), class_values, scores, class_names, "boxes")
+
+    def _queue(self, geoms: np.ndarray, class_values, scores, class_names, what: str) -> None:
         if not self._open:
             raise ValueError(f"the detections writer of '{self.path}' is closed")
-        b = as_boxes(boxes)
         values = np.asarray(class_values).reshape(-1).astype(np.int64)
         s = np.asarray(scores, dtype=np.float64).reshape(-1)
-        if not len(b) == len(values) == len(s):
-            raise ValueError(f"got {len(b)} boxes, {len(values)} class values and {len(s)} scores")
+        if not len(geoms) == len(values) == len(s):
+            raise ValueError(f"got {len(geoms)} {what}, {len(values)} class values and {len(s)} scores")
         if class_names is None:
             unknown = sorted(set(np.unique(values).tolist()) - set(self._names))
             if unknown:
@@ -116,30 +116,29 @@ class DetectionWriter:
             names = np.array([self._names[int(v)] for v in values], dtype=object)
         else:
             names = np.asarray(class_names, dtype=object).reshape(-1)
-            if len(names) != len(b):
-                raise ValueError(f"got {len(b)} boxes but {len(names)} class names")
-        if len(b):
-            geoms = boxes_to_polygons(b) if geometries is None else geometries
+            if len(names) != len(geoms):
+                raise ValueError(f"got {len(geoms)} {what} but {len(names)} class names")
+        if len(geoms):
             self._parts.append((np.asarray(geoms, dtype=object), values, names, s))
-            self._buffered += len(b)
+            self._buffered += len(geoms)
         if self._buffered >= self._flush_rows:
             self._flush()
 
     def _flush(self) -> None:
         if not self._parts and self._created:
             return
-        b, values, names, s = (np.concatenate(a) for a in zip(*self._parts, strict=True)) if self._parts else (
+        geoms, values, names, s = (np.concatenate(a) for a in zip(*self._parts, strict=True)) if self._parts else (
             np.zeros(0, object), np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0))  # fmt: skip
         self._parts, self._buffered = [], 0
         pyogrio.raw.write(
-            self.tmp, shapely.to_wkb(b), [values, names.astype(object), s], list(FIELDS),
+            self.tmp, shapely.to_wkb(geoms), [values, names.astype(object), s], list(FIELDS),
             layer=LAYER, driver="GPKG", geometry_type=self.geometry_type,
             crs=None if self.crs is None else self.crs.to_wkt(),
             append=self._created,
             layer_metadata=None if self._created else {METADATA_KEY: json.dumps(self._meta, default=str)},
         )  # fmt: skip
         self._created = True
-        self.count += len(b)
+        self.count += len(geoms)
 
     def close(self) -> Path:
         """Write what is buffered, rename the file into place and write its QGIS style; returns the path."""

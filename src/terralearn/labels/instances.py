@@ -12,14 +12,14 @@ detection (``labels.objects``): an instance is a detection object that also has 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from terralearn.errors import LabelError
 from terralearn.geo.grid import Grid
-from terralearn.labels.objects import Objects, read_objects
+from terralearn.labels.objects import Objects, objects_of_layer
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img")
 
@@ -54,11 +54,7 @@ def _from_polygons(path: Path, grid: Grid, class_field: str | None, class_value:
             "Give one polygon per object (digitise the outlines, or buffer points into discs with a GIS first); "
             "for boxes of points use --task detection with --buffer-radius.",
         )
-    objects = read_objects(path, grid, class_field, class_value, 0.0)  # the checks on fields and classes
-    geoms = gdf.geometry
-    if gdf.crs is not None and grid.crs is not None and gdf.crs != grid.crs:
-        geoms = geoms.to_crs(grid.crs)
-    return InstanceLabels(objects, np.asarray(geoms.values, dtype=object))
+    return InstanceLabels(*objects_of_layer(gdf, path, grid, class_field, class_value, 0.0))
 
 
 def _from_id_raster(path: Path, grid: Grid, class_value: str) -> InstanceLabels:
@@ -74,12 +70,5 @@ def _from_id_raster(path: Path, grid: Grid, class_value: str) -> InstanceLabels:
                          "Give a raster where each object has its own ID above 0.")  # fmt: skip
     gdf = gpd.GeoDataFrame({"class": [class_value] * len(polys), "instance_id": [k for _, k in polys]},
                            geometry=[p for p, _ in polys], crs=crs)  # fmt: skip
-    if crs is not None and grid.crs is not None and gdf.crs != grid.crs:
-        gdf = gdf.to_crs(grid.crs)
-    from terralearn.classes import build_classes
-    from terralearn.geo.boxes import map_to_pixel, polygons_to_boxes
-
-    table = build_classes([class_value])
-    boxes = map_to_pixel(polygons_to_boxes(np.asarray(gdf.geometry.values)), grid.transform)
-    objects = Objects(boxes, np.zeros(len(boxes), np.int64), np.zeros(len(boxes), bool), table, source="raster")
-    return InstanceLabels(objects, np.asarray(gdf.geometry.values, dtype=object))
+    objects, polygons = objects_of_layer(gdf, path, grid, "class", None, 0.0)
+    return InstanceLabels(replace(objects, source="raster"), polygons)

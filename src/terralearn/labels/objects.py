@@ -68,7 +68,13 @@ def _from_vector(path: Path, grid: Grid, class_field: str | None, class_value: s
                  buffer_radius: float) -> Objects:  # fmt: skip
     from terralearn.io.vector import read_vector
 
-    gdf = read_vector(path)
+    return objects_of_layer(read_vector(path), path, grid, class_field, class_value, buffer_radius)[0]
+
+
+def objects_of_layer(gdf, path: Path, grid: Grid, class_field: str | None, class_value: str | None,
+                     buffer_radius: float):  # fmt: skip
+    """``(Objects, geometries)`` of a vector layer read from ``path``: the objects with a geometry, classed, and
+    their geometries in the grid's CRS (points and lines buffered by ``buffer_radius``)."""
     if len(gdf) == 0:
         raise LabelError(f"The label file '{path}' holds no feature.", "Give a layer with at least one object.")
     if class_field is None and class_value is None:
@@ -92,9 +98,10 @@ def _from_vector(path: Path, grid: Grid, class_field: str | None, class_value: s
     values = normalise_values(gdf[class_field].tolist() if class_field else [class_value] * len(gdf))
     table = build_classes(values)
     index = {c.value: c.index for c in table}
-    boxes = map_to_pixel(polygons_to_boxes(np.asarray(geoms.values)), grid.transform)
+    polygons = np.asarray(geoms.values, dtype=object)
+    boxes = map_to_pixel(polygons_to_boxes(polygons), grid.transform)
     classes = np.array([index[v] for v in values], dtype=np.int64)
-    return Objects(boxes, classes, np.zeros(len(boxes), bool), table, source="vector")
+    return Objects(boxes, classes, np.zeros(len(boxes), bool), table, source="vector"), polygons
 
 
 def held_out(objects: Objects, block: int, val_blocks: set) -> np.ndarray:

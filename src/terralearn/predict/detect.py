@@ -128,6 +128,52 @@ def is_pixel_image(grid) -> bool:
     return grid.crs is None and tuple(grid.transform)[:6] == (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
+def checked_inputs(config: DetectConfig, card: dict, stack: RasterStack):
+    """``(warnings, tile, overlap, tiles, aoi, device)`` of a detect run, its rasters checked against the card.
+
+    Detection and instance models share it: north-up grid (or a pixel image), the card's bands, the tile (an
+    ONNX graph's own) and the overlap, and the plain warnings on pixel size, pixel images and short overlaps.
+    """
+    from terralearn.models.device import resolve_device
+
+    grid = stack.grid
+    pixel_image = is_pixel_image(grid)
+    if not pixel_image:
+        check_grid(grid, config.rasters[0])
+    check_bands(card, stack, config.check_band_names)
+    warnings = [w for w in [pixel_size_warning(card, grid)] if w]
+    if pixel_image:
+        warnings.append(f"'{config.rasters[0]}' has no georeferencing: the detections are in pixel coordinates "
+                        "(x = column, y = row from the top), as are the image's annotation files.")  # fmt: skip
+    third_party = card.get("source") == "onnx"  # not exported by TerraLearn: no anchors known
+    if "onnx" in card:  # an ONNX detector: its graph fixes the tile
+        from terralearn.predict.onnx_detector import onnx_overlap, onnx_tile
+
+        tile = onnx_tile(card, config.tile_size)
+    else:
+        tile = config.tile_size or default_detect_tile(card)
+    if config.overlap is not None:
+        overlap = config.overlap
+    else:
+        overlap = onnx_overlap(card, tile) if third_party else default_overlap(card, tile)
+    tiles = plan_tiles(grid.height, grid.width, tile, overlap)
+    if not third_party and card.get("task") != "instances":  # instance pieces are merged whole across seams
+        note = overlap_warning(card, tile, overlap, min(grid.height, grid.width))
+        if note:
+            warnings.append(note)
+    return warnings, tile, overlap, tiles, read_aoi(config.aoi, grid), resolve_device(config.device)
+
+
+def ready(network, device, card: dict, tile: int):
+    """``network`` on ``device`` in eval mode; a torchvision detector's budgets scaled to the tile's area."""
+    network = network.to(device).eval()
+    if hasattr(network, "transform"):
+        from terralearn.models.detection import scale_to_tile
+
+        scale_to_tile(network, int(card["chip_size"][0]), tile)
+    return network
+
+
 def detect(config: DetectConfig, progress: Progress | None = None, network=None) -> DetectResult:
     """Detect objects over the whole raster into ``config.out``; see the module documentation.
 
@@ -142,41 +188,15 @@ def detect(config: DetectConfig, progress: Progress | None = None, network=None)
         return detect_instances(config, card, progress, network)
     with RasterStack(config.rasters, config.resampling) as stack:
         grid = stack.grid
-        pixel_image = is_pixel_image(grid)
-        if not pixel_image:
-            check_grid(grid, config.rasters[0])
-        check_bands(card, stack, config.check_band_names)
-        warnings = [w for w in [pixel_size_warning(card, grid)] if w]
-        if pixel_image:
-            warnings.append(f"'{config.rasters[0]}' has no georeferencing: the detections are in pixel coordinates "
-                            "(x = column, y = row from the top), as are the image's annotation files.")  # fmt: skip
-        onnx = "onnx" in card  # an ONNX detector: its graph fixes the tile
-        third_party = card.get("source") == "onnx"  # not exported by TerraLearn: no anchors known
-        if onnx:
-            from terralearn.predict.onnx_detector import onnx_overlap, onnx_tile
-
-            tile = onnx_tile(card, config.tile_size)
-        else:
-            tile = config.tile_size or default_detect_tile(card)
-        if config.overlap is not None:
-            overlap = config.overlap
-        else:
-            overlap = onnx_overlap(card, tile) if third_party else default_overlap(card, tile)
-        tiles = plan_tiles(grid.height, grid.width, tile, overlap)
-        note = None if third_party else overlap_warning(card, tile, overlap, min(grid.height, grid.width))
-        if note:
-            warnings.append(note)
+        warnings, tile, overlap, tiles, aoi, device = checked_inputs(config, card, stack)
         threshold, iou = config.threshold, config.nms_overlap
+        onnx = "onnx" in card  # an ONNX detector
         if onnx:  # the model's own settings unless the command gives them
             info = card["onnx"]
             if "threshold" not in config.model_fields_set and info.get("det_conf") is not None:
                 threshold = float(info["det_conf"])
             if "nms_overlap" not in config.model_fields_set and info.get("det_iou_thresh") is not None:
                 iou = float(info["det_iou_thresh"])
-        aoi = read_aoi(config.aoi, grid)
-        from terralearn.models.device import resolve_device
-
-        device = resolve_device(config.device)
         if network is None and onnx:
             from terralearn.predict.onnx_detector import load_onnx_detector
 
@@ -188,11 +208,7 @@ def detect(config: DetectConfig, progress: Progress | None = None, network=None)
             if loaded.card != card:
                 raise PackageError(f"The model package '{config.model}' changed while it was read.", "Run again.")
             network = loaded.network
-        network = network.to(device).eval()
-        if hasattr(network, "transform"):  # a torchvision detector: its budgets follow the tile's area
-            from terralearn.models.detection import scale_to_tile
-
-            scale_to_tile(network, int(card["chip_size"][0]), tile)
+        network = ready(network, device, card, tile)
         detector = TileDetector(network, grid.transform, tiles, threshold, config.exclude_padding, config.tta,
                                 aoi, config.merge, config.match_metric, config.nms_overlap, config.class_agnostic,
                                 device)  # fmt: skip

@@ -25,8 +25,7 @@ from terralearn.geo.merge_instances import Instances, merge_instances
 from terralearn.io.detections import DetectionWriter
 from terralearn.io.raster import RasterStack, gdal_env
 from terralearn.predict.detect_window import normalise
-from terralearn.predict.inputs import check_bands, check_grid, pixel_size_warning, read_aoi
-from terralearn.predict.window import gdal_cache_bytes, plan_tiles
+from terralearn.predict.window import gdal_cache_bytes
 
 __all__ = ["detect_instances"]
 
@@ -35,7 +34,7 @@ def _pieces(network, batch: np.ndarray, origins, threshold: float, tile: tuple[i
     """The instance pieces of normalised tiles (B, C, h, w) whose tiles start at pixel (row, col) ``origins``."""
     import torch
 
-    from terralearn.train.detection_loop import mask_polygons
+    from terralearn.geo.instances import mask_polygons
 
     polys, scores, classes, tiles = [], [], [], []
     with torch.inference_mode():
@@ -57,36 +56,17 @@ def _pieces(network, batch: np.ndarray, origins, threshold: float, tile: tuple[i
 
 def detect_instances(config: DetectConfig, card: dict, progress=None, network=None):
     """Detect instances over the whole raster into ``config.out``; see the module documentation."""
-    from terralearn.models.device import resolve_device
-    from terralearn.predict.detect import (
-        DetectResult,
-        default_detect_tile,
-        default_overlap,
-        is_pixel_image,
-        writer_classes,
-    )
+    from terralearn.predict.detect import DetectResult, checked_inputs, ready, writer_classes
 
     t0 = time.perf_counter()
     with RasterStack(config.rasters, config.resampling) as stack:
         grid = stack.grid
-        if not is_pixel_image(grid):
-            check_grid(grid, config.rasters[0])
-        check_bands(card, stack, config.check_band_names)
-        warnings = [w for w in [pixel_size_warning(card, grid)] if w]
-        tile = config.tile_size or default_detect_tile(card)
-        overlap = default_overlap(card, tile) if config.overlap is None else config.overlap
-        tiles = plan_tiles(grid.height, grid.width, tile, overlap)
-        aoi = read_aoi(config.aoi, grid)
-        device = resolve_device(config.device)
+        warnings, tile, overlap, tiles, aoi, device = checked_inputs(config, card, stack)
         if network is None:
             from terralearn.predict.detector_loader import load_detector
 
             network = load_detector(config.model, task="instances").network
-        network = network.to(device).eval()
-        if hasattr(network, "transform"):
-            from terralearn.models.detection import scale_to_tile
-
-            scale_to_tile(network, int(card["chip_size"][0]), tile)
+        network = ready(network, device, card, tile)
         classes = writer_classes(card)
         values = np.array([c["value"] for c in classes], np.int64)
         metadata = {"task": "instances", "tile_size": tile, "overlap": overlap, "model": str(config.model),

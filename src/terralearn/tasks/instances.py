@@ -40,7 +40,7 @@ from terralearn.io.chips import GeoTiffChipWriter
 from terralearn.io.instance_chips import INSTANCES, write_coco_instances
 from terralearn.io.raster import RasterStack
 from terralearn.labels.instances import read_instances
-from terralearn.tasks.detection import _Chip, image_chips, write_object_chipset
+from terralearn.tasks.detection import _Chip, _footprint, image_chips, write_object_chipset
 
 COCO_FILE = "annotations.json"
 
@@ -97,8 +97,7 @@ def _write(root: Path, config: ExportConfig, stack, grid, labels, chips: list[_C
         x0, y0 = window_transform.c, window_transform.f
         h, w = data.shape[-2:]
         # every object showing in the chip, in a stable order (the export's object order)
-        footprint = shapely.box(*sorted_bounds(window_transform, w, h))
-        shown = np.sort(tree.query(footprint, predicate="intersects"))
+        shown = np.sort(tree.query(_footprint(grid, chip.window), predicate="intersects"))
         shown = shown[visible_fraction(objects.boxes[shown], chip.window) > 0] if len(shown) else shown
         ids = np.zeros((h, w), np.uint16)
         cls = np.zeros((h, w), np.uint16)
@@ -124,12 +123,6 @@ def _write(root: Path, config: ExportConfig, stack, grid, labels, chips: list[_C
     if config.layout == "coco_instances":
         write_coco_instances(root / COCO_FILE, coco, {c.index + 1: c.name for c in objects.table})
     return kept
-
-
-def sorted_bounds(transform, width: int, height: int) -> tuple[float, float, float, float]:
-    """(xmin, ymin, xmax, ymax) of a window of ``width`` x ``height`` pixels at ``transform``."""
-    xs, ys = zip(*(transform @ (c, r) for c, r in ((0, 0), (width, height))), strict=True)
-    return min(xs), min(ys), max(xs), max(ys)
 
 
 __all__ = ["export_instances", "label_file"]

@@ -150,19 +150,6 @@ def predict_batch(
     return result
 
 
-def mask_polygons(masks: np.ndarray, dx: float = 0.0) -> list:
-    """One (multi)polygon per binary mask (N, H, W), shifted by ``dx`` pixels in x (None for an empty mask)."""
-    import shapely
-
-    from terralearn.geo.instances import instance_polygons
-
-    out = []
-    for mask in masks:
-        parts = instance_polygons(mask.astype(np.int32))
-        out.append(shapely.affinity.translate(parts[0][0], dx) if parts else None)
-    return out
-
-
 def evaluate_mask_map(
     model: torch.nn.Module,
     images: Sequence[torch.Tensor],
@@ -176,6 +163,7 @@ def evaluate_mask_map(
     crosses chips. With no object in ``targets`` the figures are NaN.
     """
     from terralearn.evaluate.instances import evaluate_instances
+    from terralearn.geo.instances import mask_polygons
 
     if not sum(len(t["labels"]) for t in targets):
         return {"map": float("nan"), "map50": float("nan"), "f1_50": float("nan"), "per_class": {}}
@@ -188,12 +176,15 @@ def evaluate_mask_map(
             polys = mask_polygons(p.get("masks", np.zeros((0, 1, 1), np.uint8)), dx)
             for poly, label, score in zip(polys, p["labels"].tolist(), p["scores"].tolist(), strict=True):
                 if poly is not None:
-                    det.append(poly), det_l.append(label - 1), det_s.append(score)
+                    det.append(poly)
+                    det_l.append(label - 1)
+                    det_s.append(score)
             t = targets[k]
             truth = mask_polygons(np.asarray(t["masks"]), dx)
             for poly, label in zip(truth, np.asarray(t["labels"]).tolist(), strict=True):
                 if poly is not None:
-                    ref.append(poly), ref_l.append(label - 1)
+                    ref.append(poly)
+                    ref_l.append(label - 1)
     out = evaluate_instances(det, det_l, det_s, ref, ref_l, class_names)
     nan = lambda v: float("nan") if v is None else float(v)  # noqa: E731
     per_class = {c["index"] + 1: {"ap50": c["ap50"], "ap": c["ap"]} for c in out["per_class"] if c["references"]}
